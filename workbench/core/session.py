@@ -1,0 +1,200 @@
+"""Session configuration, provider checks and ``InferenceSession`` creation."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import onnxruntime as ort
+
+from workbench.core._io import ModelLike, check_onnx_path, load_model
+from workbench.errors import InvalidInputError, ModelFileError, ProviderError
+
+OptLevel = Literal["disable", "basic", "extended", "all"]
+
+OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+EXECUTION_MODES = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
+
+
+class ProviderFallbackWarning(UserWarning):
+    """A requested execution provider is not available here; ONNX Runtime would fall back silently."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How to build an ``onnxruntime.InferenceSession``.
+
+    ``providers`` are ONNX Runtime provider names in priority order. ``opt_level`` is one
+    of ``disable``, ``basic``, ``extended``, ``all`` (ONNX Runtime's default is ``all``).
+    Thread counts of 0 let ONNX Runtime choose.
+    """
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    opt_level: OptLevel = "all"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    allow_spinning: bool = True
+    optimized_model_path: str | None = None
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disabled_optimizers: tuple[str, ...] = ()
+    enable_profiling: bool = False
+
+    def __post_init__(self) -> None:
+        providers = self.providers
+        if isinstance(providers, str):
+            providers = (providers,)
+        object.__setattr__(self, "providers", tuple(providers))
+        object.__setattr__(self, "disabled_optimizers", tuple(self.disabled_optimizers))
+        if self.opt_level not in OPT_LEVELS:
+            raise InvalidInputError(
+                f"Unknown opt_level {self.opt_level!r}. Use one of {list(OPT_LEVELS)}."
+            )
+        if self.execution_mode not in EXECUTION_MODES:
+            raise InvalidInputError(
+                f"Unknown execution_mode {self.execution_mode!r}. Use 'sequential' or 'parallel'."
+            )
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidInputError(
+                    f"{name} must be an int >= 0 (0 lets ONNX Runtime choose), received {value!r}."
+                )
+        if not self.providers:
+            raise ProviderError("providers is empty. Pass at least one, e.g. ('CPUExecutionProvider',).")
+
+    def label(self) -> str:
+        """A short label such as ``CPU/all/t2`` for tables and plots."""
+        short = "+".join(p.replace("ExecutionProvider", "") for p in self.providers)
+        text = f"{short}/{self.opt_level}"
+        if self.intra_op_threads:
+            text += f"/t{self.intra_op_threads}"
+        if self.execution_mode == "parallel":
+            text += "/par"
+        return text
+
+    def replace(self, **changes: Any) -> SessionConfig:
+        """A copy with some fields changed."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def check_providers(providers: Sequence[str]) -> list[str]:
+    """Check provider names against ONNX Runtime's known and available providers.
+
+    A name ONNX Runtime does not know raises ``ProviderError`` naming the closest right
+    spelling. A known provider that is not available in this build warns with
+    ``ProviderFallbackWarning`` and is dropped. Returns the providers that will be used,
+    with the CPU provider always last as ONNX Runtime's fallback.
+    """
+    known = ort.get_all_providers()
+    available = ort.get_available_providers()
+    used: list[str] = []
+    for name in providers:
+        if not isinstance(name, str):
+            raise ProviderError(
+                f"A provider must be a name such as 'CPUExecutionProvider', received {name!r}. "
+                "Put provider options in SessionConfig(provider_options={name: {...}})."
+            )
+        if name not in known:
+            lower = {k.lower(): k for k in known}
+            hint = lower.get(name.lower()) or next(
+                iter(difflib.get_close_matches(name, known, n=1, cutoff=0.5)), None
+            )
+            fix = f"Did you mean '{hint}'?" if hint else f"Known providers: {', '.join(known)}."
+            raise ProviderError(
+                f"Unknown execution provider {name!r}: ONNX Runtime would print a line and run on "
+                f"CPU instead. {fix}"
+            )
+        if name not in available:
+            warnings.warn(
+                f"{name} is not available in this onnxruntime build (available: {', '.join(available)}); "
+                f"the session will run on {', '.join(p for p in providers if p in available) or 'CPUExecutionProvider'}. "
+                "Install onnxruntime-gpu (pip install onnx-workbench[gpu]) for CUDA/TensorRT.",
+                ProviderFallbackWarning,
+                stacklevel=3,
+            )
+            continue
+        if name not in used:
+            used.append(name)
+    if "CPUExecutionProvider" not in used:
+        used.append("CPUExecutionProvider")
+    return used
+
+
+def session_options(config: SessionConfig) -> ort.SessionOptions:
+    """``onnxruntime.SessionOptions`` for a ``SessionConfig``."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = OPT_LEVELS[config.opt_level]
+    so.intra_op_num_threads = config.intra_op_threads
+    so.inter_op_num_threads = config.inter_op_threads
+    so.execution_mode = EXECUTION_MODES[config.execution_mode]
+    if not config.allow_spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if config.optimized_model_path:
+        so.optimized_model_filepath = str(config.optimized_model_path)
+    if config.enable_profiling:
+        so.enable_profiling = True
+    so.log_severity_level = 3
+    return so
+
+
+def open_session(model: ModelLike, config: SessionConfig | None = None) -> ort.InferenceSession:
+    """Build an ``InferenceSession`` for ``model`` (a path or a ``ModelProto``) with ``config``.
+
+    Providers are checked first (see ``check_providers``); a corrupt or missing file raises
+    ``ModelFileError`` instead of ONNX Runtime's bare message.
+    """
+    config = config or SessionConfig()
+    if not isinstance(config, SessionConfig):
+        raise InvalidInputError(
+            f"config must be a wb.SessionConfig, received {type(config).__name__}. "
+            "Build one with wb.SessionConfig(providers=[...], opt_level='all')."
+        )
+    providers = check_providers(config.providers)
+    provider_args = [(p, dict(config.provider_options.get(p, {}))) for p in providers]
+    for name in config.provider_options:
+        if name not in ort.get_all_providers():
+            raise ProviderError(
+                f"provider_options names {name!r}, which is not an ONNX Runtime provider. "
+                "Use the exact provider name, e.g. 'CUDAExecutionProvider'."
+            )
+    so = session_options(config)
+    if isinstance(model, (str, Path)) or hasattr(model, "__fspath__"):
+        source: Any = str(check_onnx_path(model))
+    else:
+        source = load_model(model).SerializeToString()
+    try:
+        return ort.InferenceSession(
+            source,
+            sess_options=so,
+            providers=provider_args,
+            disabled_optimizers=list(config.disabled_optimizers) or None,
+        )
+    except Exception as exc:
+        text = str(exc)
+        if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text or "No graph" in text:
+            where = source if isinstance(source, str) else "the ModelProto"
+            raise ModelFileError(
+                f"ONNX Runtime could not parse {where}: {text.strip()}. The file is truncated, "
+                "corrupt or not ONNX; export the model again."
+            ) from exc
+        raise
+
+
+def session_providers(session: ort.InferenceSession) -> list[str]:
+    """The providers a session actually uses."""
+    return list(session.get_providers())

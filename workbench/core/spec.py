@@ -1,0 +1,97 @@
+"""``ExportSpec``: what to export and how, independent of any model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping
+
+from workbench.errors import SpecError
+
+Exporter = Literal["dynamo", "torchscript"]
+DynamicAxes = Mapping[str, Mapping[int, str]]
+
+
+def _normalize_axes(dynamic_axes: Any) -> dict[str, dict[int, str]]:
+    """Accept ``{name: {dim: label}}`` or torch's ``{name: [dims]}`` form."""
+    if dynamic_axes is None:
+        return {}
+    if not isinstance(dynamic_axes, Mapping):
+        raise SpecError(
+            f"dynamic_axes must be a dict such as {{'input_ids': {{0: 'batch', 1: 'seq'}}}}, "
+            f"received {type(dynamic_axes).__name__}."
+        )
+    out: dict[str, dict[int, str]] = {}
+    for name, axes in dynamic_axes.items():
+        if isinstance(axes, Mapping):
+            items = list(axes.items())
+        elif isinstance(axes, (list, tuple)):
+            items = [(int(d), f"{name}_dim{d}") for d in axes]
+        else:
+            raise SpecError(
+                f"dynamic_axes[{name!r}] must map dimension index to a name, e.g. {{0: 'batch'}}, "
+                f"received {axes!r}."
+            )
+        dims: dict[int, str] = {}
+        for dim, label in items:
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+                raise SpecError(
+                    f"dynamic_axes[{name!r}] has dimension {dim!r}; dimensions are ints >= 0 "
+                    "(0 is the batch dimension)."
+                )
+            if not isinstance(label, str) or not label.isidentifier():
+                raise SpecError(
+                    f"dynamic_axes[{name!r}][{dim}] is {label!r}; use an identifier such as 'batch'."
+                )
+            dims[dim] = label
+        out[str(name)] = dims
+    return out
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How to export a model to ONNX.
+
+    ``dynamic_axes`` maps an input or output name to ``{dimension: symbolic name}``;
+    the same symbolic name on two inputs means the two sizes are equal. For the dynamo
+    exporter it is translated to ``dynamic_shapes``.
+    """
+
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    opset: int = 18
+    exporter: Exporter = "dynamo"
+    do_constant_folding: bool = True
+    external_data: bool = False
+
+    def __post_init__(self) -> None:
+        for attr in ("input_names", "output_names"):
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                value = (value,)
+            value = tuple(value)
+            if not all(isinstance(v, str) and v for v in value):
+                raise SpecError(f"{attr} must be non-empty strings, received {value!r}.")
+            if len(set(value)) != len(value):
+                raise SpecError(f"{attr} has duplicates: {value!r}. Each name must be unique.")
+            object.__setattr__(self, attr, value)
+        object.__setattr__(self, "dynamic_axes", _normalize_axes(self.dynamic_axes))
+        if self.exporter not in ("dynamo", "torchscript"):
+            raise SpecError(
+                f"exporter must be 'dynamo' or 'torchscript', received {self.exporter!r}."
+            )
+        if not isinstance(self.opset, int) or not 7 <= self.opset <= 25:
+            raise SpecError(f"opset must be an int between 7 and 25, received {self.opset!r}. Try 18.")
+        if self.exporter == "dynamo" and self.opset < 18:
+            raise SpecError(
+                f"The dynamo exporter emits opset 18 or newer, received opset={self.opset}. "
+                "Use opset>=18, or exporter='torchscript' for an older opset."
+            )
+
+    def replace(self, **changes: Any) -> ExportSpec:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
