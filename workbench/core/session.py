@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +150,7 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
         so.optimized_model_filepath = str(config.optimized_model_path)
     if config.enable_profiling:
         so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "workbench_ort_profile")
     so.log_severity_level = 3
     return so
 

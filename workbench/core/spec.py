@@ -95,3 +95,11 @@ class ExportSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportSpec:
+        """Inverse of ``to_dict``, also after a JSON round trip (which turns dims into strings)."""
+        data = dict(data)
+        axes = data.get("dynamic_axes") or {}
+        data["dynamic_axes"] = {k: {int(d): v for d, v in dims.items()} for k, dims in axes.items()}
+        return cls(**data)

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from workbench.core.export import dynamic_shapes_for
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_dynamo_export_declares_named_dynamic_axes(export_zoo):
+    result = export_zoo("text_classifier")
+    assert result.path.exists() and result.exporter == "dynamo" and result.opset == 18
+    assert result.duration_s > 0 and result.torch_version == torch.__version__
+    summary = result.summary
+    assert summary.checker_ok
+    assert summary.dynamic_inputs == {"input_ids": ["batch", "seq"]}
+    assert summary.outputs[0].dims == ("batch", 10)
+
+
+def test_torchscript_export(export_zoo):
+    result = export_zoo("mlp", "torchscript")
+    assert result.exporter == "torchscript" and result.opset == 17
+    assert result.summary.opsets[""] == 17
+    assert result.summary.dynamic_inputs == {"x": ["batch"]}
+
+
+def test_cache_hit_is_fast_and_invalidated_by_weights_and_spec(mlp, tmp_path):
+    path = tmp_path / "mlp.onnx"
+    first = wb.export(mlp.model, mlp.example_inputs, path, mlp.spec)
+    assert not first.cached
+    start = time.perf_counter()
+    again = wb.export(mlp.model, mlp.make_inputs(batch=2, seed=5), path, mlp.spec)
+    assert time.perf_counter() - start <= 0.2
+    assert again.cached and again.fingerprint == first.fingerprint and again.spec == first.spec
+    model = wb.zoo.get("mlp").model
+    with torch.no_grad():
+        model.fc2.bias.add_(1.0)
+    changed = wb.export(model, mlp.example_inputs, path, mlp.spec)
+    assert not changed.cached
+    respec = wb.export(model, mlp.example_inputs, path, mlp.spec.replace(opset=19))
+    assert not respec.cached and respec.summary.opsets[""] == 19
+
+
+def test_cache_ignores_a_file_changed_on_disk(mlp, tmp_path):
+    path = tmp_path / "mlp.onnx"
+    wb.export(mlp.model, mlp.example_inputs, path, mlp.spec)
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert not wb.export(mlp.model, mlp.example_inputs, path, mlp.spec).cached
+
+
+def test_unknown_dynamic_axes_key_raises_before_writing(mlp, tmp_path):
+    spec = mlp.spec.replace(dynamic_axes={"X": {0: "batch"}})
+    with pytest.raises(wb.SpecError, match=r"dynamic_axes names 'X'.*Did you mean 'x'.*Nothing was written"):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec)
+    assert _leftovers(tmp_path) == []
+
+
+def test_dynamic_axis_out_of_range(mlp, tmp_path):
+    spec = mlp.spec.replace(dynamic_axes={"x": {2: "batch"}})
+    with pytest.raises(wb.SpecError, match="marks dimension 2.*rank 2"):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec)
+    assert _leftovers(tmp_path) == []
+
+
+def test_training_mode_is_reported_before_writing(tmp_path):
+    model = wb.zoo.MLP().train()
+    with pytest.raises(wb.SpecError, match=r"training mode.*model.eval\(\)"):
+        wb.export(model, (torch.randn(2, 16),), tmp_path / "m.onnx")
+    assert _leftovers(tmp_path) == []
+
+
+def test_names_must_match_arity(mlp, tmp_path):
+    with pytest.raises(wb.SpecError, match="input_names has 2 name"):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec.replace(input_names=("a", "b")))
+    with pytest.raises(wb.SpecError, match="output_names has 2 name.*returns 1 tensor"):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec.replace(output_names=("a", "b")))
+    with pytest.raises(wb.InvalidInputError, match="takes 1 positional inputs, received 2"):
+        wb.export(mlp.model, (torch.randn(2, 16), torch.randn(2, 16)), tmp_path / "m.onnx")
+    assert _leftovers(tmp_path) == []
+
+
+def test_bad_arguments(mlp, tmp_path):
+    with pytest.raises(wb.InvalidInputError, match="Expected a torch.nn.Module, received dict"):
+        wb.export({"a": 1}, mlp.example_inputs, tmp_path / "m.onnx")
+    with pytest.raises(wb.InvalidInputError, match="failed on the example inputs"):
+        wb.export(mlp.model, (torch.randn(2, 5),), tmp_path / "m.onnx")
+    with pytest.raises(wb.InvalidInputError, match="must be a torch.Tensor or a tuple"):
+        wb.export(mlp.model, [1, 2], tmp_path / "m.onnx")
+    with pytest.raises(wb.InvalidInputError, match="should end in .onnx"):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.txt")
+    with pytest.raises(wb.SpecError, match="exporter must be"):
+        wb.ExportSpec(exporter="onnx")
+    with pytest.raises(wb.SpecError, match="dynamo exporter emits opset 18 or newer"):
+        wb.ExportSpec(opset=13)
+
+
+def test_default_spec_uses_forward_names(mlp, tmp_path):
+    result = wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx")
+    assert result.spec.input_names == ("x",) and result.spec.output_names == ("output",)
+    assert result.summary.inputs[0].dims == (2, 16)  # no dynamic axes asked: static
+
+
+class _Histogram(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.histc(x, bins=4)  # no ONNX translation in either exporter
+
+
+@pytest.mark.parametrize("exporter,opset,exc_name", [("dynamo", 18, "ConversionError"),
+                                                     ("torchscript", 17, "UnsupportedOperatorError")])
+def test_failed_export_raises_with_stage_and_leaves_no_file(tmp_path, exporter, opset, exc_name):
+    with pytest.raises(wb.ExportError) as info:
+        wb.export(_Histogram().eval(), (torch.randn(3, 3),), tmp_path / "bad.onnx",
+                  wb.ExportSpec(exporter=exporter, opset=opset))
+    err = info.value
+    assert err.stage == "translate" and type(err.exception).__name__ == exc_name
+    assert "histc" in str(err.exception) and "Nothing was written" in str(err)
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupted_export_leaves_no_file(mlp, tmp_path, monkeypatch):
+    def interrupted(model, args, f, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec)
+    assert _leftovers(tmp_path) == []
+
+
+def test_external_data(mlp, tmp_path):
+    result = wb.export(mlp.model, mlp.example_inputs, tmp_path / "ext.onnx",
+                       mlp.spec.replace(external_data=True, exporter="torchscript", opset=17))
+    assert (tmp_path / "ext.onnx.data").exists()
+    assert result.summary.external_data == {"ext.onnx.data": (tmp_path / "ext.onnx.data").stat().st_size}
+    x = mlp.make_inputs(batch=3)
+    assert wb.compare(mlp.model, result.path, x)
+
+
+def test_dynamic_shapes_share_dims_for_shared_symbols():
+    spec = wb.zoo.get("bert_like", smoke=True).spec
+    shapes = dynamic_shapes_for(spec, [torch.zeros(2, 4)] * 3)
+    assert shapes[0][0] is shapes[1][0] is shapes[2][0]
+    assert shapes[0][1].__name__ == "seq"
+
+
+def test_size_one_example_is_warned(tc_smoke, tmp_path):
+    result = wb.export(tc_smoke.model, tc_smoke.make_inputs(batch=1), tmp_path / "b1.onnx", tc_smoke.spec)
+    assert any("is 1 in the example" in w for w in result.warnings)

@@ -1,0 +1,239 @@
+"""``summarize``: what an ONNX file holds, without running it."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import external_data_helper, helper, shape_inference
+
+from workbench.core._format import badge, fmt_bytes, html_table, text_table
+from workbench.core._io import ModelLike, check_onnx_path, load_model
+
+Dim = int | str | None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, element type and dims of a graph value (a str dim is symbolic, None unknown)."""
+
+    name: str
+    dtype: str
+    dims: tuple[Dim, ...] | None
+
+    @property
+    def shape_text(self) -> str:
+        if self.dims is None:
+            return "?"
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.dims) + "]"
+
+    @property
+    def symbolic(self) -> list[str]:
+        return [d for d in (self.dims or ()) if isinstance(d, str)]
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    t = value.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    if not t.HasField("shape"):
+        return TensorInfo(value.name, dtype, None)
+    dims: list[Dim] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return TensorInfo(value.name, dtype, tuple(dims))
+
+
+@dataclass
+class ModelSummary:
+    """What an ONNX model holds: checker verdict, opsets, IO, ops, parameters and shapes."""
+
+    path: Path | None
+    checker_ok: bool | None
+    checker_message: str
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    node_count: int
+    op_histogram: Counter[str]
+    parameter_count: int
+    parameter_bytes: dict[str, int]
+    parameter_count_by_dtype: dict[str, int]
+    external_data: dict[str, int]
+    intermediate: dict[str, TensorInfo] = field(repr=False)
+    functions: int = 0
+    file_bytes: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.checker_ok)
+
+    @property
+    def total_parameter_bytes(self) -> int:
+        return sum(self.parameter_bytes.values())
+
+    @property
+    def custom_domains(self) -> list[str]:
+        return [d for d in self.opsets if d not in ("", "ai.onnx", "ai.onnx.ml")]
+
+    @property
+    def dynamic_inputs(self) -> dict[str, list[str]]:
+        return {i.name: i.symbolic for i in self.inputs if i.symbolic}
+
+    def ops_to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.op_histogram.most_common(), columns=["op_type", "count"])
+
+    def io_to_pandas(self) -> Any:
+        import pandas as pd
+
+        rows = [("input", i.name, i.dtype, i.shape_text) for i in self.inputs]
+        rows += [("output", o.name, o.dtype, o.shape_text) for o in self.outputs]
+        return pd.DataFrame(rows, columns=["kind", "name", "dtype", "shape"])
+
+    def to_pandas(self) -> Any:
+        """The op histogram as a DataFrame (the tabular part of the summary)."""
+        return self.ops_to_pandas()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "<ModelProto>"
+        check = {True: "ok", False: "FAILED", None: "not run"}[self.checker_ok]
+        opsets = ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in sorted(self.opsets.items()))
+        lines = [
+            f"ModelSummary of {where}",
+            f"  checker: {check}" + (f" ({self.checker_message})" if self.checker_message else ""),
+            f"  ir_version {self.ir_version}, opsets {opsets}, producer {self.producer or '?'}",
+            "  inputs:  " + "; ".join(f"{i.name} {i.dtype}{i.shape_text}" for i in self.inputs),
+            "  outputs: " + "; ".join(f"{o.name} {o.dtype}{o.shape_text}" for o in self.outputs),
+            f"  {self.node_count} nodes; top ops: "
+            + ", ".join(f"{k}x{v}" for k, v in self.op_histogram.most_common(6)),
+            f"  {self.parameter_count:,} parameters, {fmt_bytes(self.total_parameter_bytes)} ("
+            + ", ".join(f"{k}: {fmt_bytes(v)}" for k, v in self.parameter_bytes.items()) + ")",
+        ]
+        if self.external_data:
+            lines.append("  external data: " + ", ".join(f"{k} ({fmt_bytes(v)})" for k, v in self.external_data.items()))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        io_rows = [["input", i.name, i.dtype, i.shape_text] for i in self.inputs]
+        io_rows += [["output", o.name, o.dtype, o.shape_text] for o in self.outputs]
+        params = [[k, self.parameter_count_by_dtype.get(k, 0), fmt_bytes(v)] for k, v in self.parameter_bytes.items()]
+        meta = [["checker", badge(self.checker_ok, "VALID" if self.checker_ok else None)],
+                ["opsets", ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in sorted(self.opsets.items()))],
+                ["ir_version", self.ir_version], ["producer", self.producer], ["nodes", self.node_count]]
+        meta_html = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta)
+        return (
+            f"<div><b>ONNX model</b> {self.path or ''}<table class='wb-table'>{meta_html}</table>"
+            + (f"<pre>{self.checker_message}</pre>" if self.checker_message else "")
+            + html_table(["", "name", "dtype", "shape"], io_rows, caption="Inputs and outputs")
+            + html_table(["op_type", "count"], self.op_histogram.most_common(), caption="Operators")
+            + html_table(["dtype", "count", "bytes"], params, caption="Parameters")
+            + "</div>"
+        )
+
+    def text_report(self) -> str:
+        return repr(self) + "\n\n" + text_table(["op_type", "count"], self.op_histogram.most_common())
+
+
+def _op_key(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+
+
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                nodes.extend(_all_nodes(attr.g))
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    nodes.extend(_all_nodes(g))
+    return nodes
+
+
+def _parameters(model: onnx.ModelProto) -> tuple[int, dict[str, int], dict[str, int]]:
+    count = 0
+    by_dtype_bytes: Counter[str] = Counter()
+    by_dtype_count: Counter[str] = Counter()
+    for init in model.graph.initializer:
+        n = int(np.prod(init.dims)) if init.dims else 1
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
+        count += n
+        by_dtype_count[dtype.name] += n
+        by_dtype_bytes[dtype.name] += n * dtype.itemsize
+    return count, dict(by_dtype_bytes), dict(by_dtype_count)
+
+
+def _external(model: onnx.ModelProto, base: Path | None) -> dict[str, int]:
+    files: dict[str, int] = {}
+    for tensor in external_data_helper._get_all_tensors(model):
+        if external_data_helper.uses_external_data(tensor):
+            info = external_data_helper.ExternalDataInfo(tensor)
+            size = info.length or 0
+            if not size and base is not None and (base / info.location).exists():
+                size = (base / info.location).stat().st_size
+            files[info.location] = files.get(info.location, 0) + int(size)
+    return files
+
+
+def _check(model: onnx.ModelProto, path: Path | None) -> tuple[bool, str]:
+    try:
+        if path is not None:
+            onnx.checker.check_model(str(path), full_check=False)
+        else:
+            onnx.checker.check_model(model, full_check=False)
+        return True, ""
+    except Exception as exc:  # ValidationError and friends
+        return False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def summarize(model: ModelLike, *, check: bool = True, infer_shapes: bool = True) -> ModelSummary:
+    """Summarize an ONNX model from a path or a ``ModelProto``.
+
+    Weights held in external data are not loaded: parameter counts and bytes come from the
+    initializers' dims, so a model over 2 GB is summarized quickly.
+    """
+    path = check_onnx_path(model) if isinstance(model, (str, os.PathLike)) else None
+    proto = load_model(path if path is not None else model, load_external_data=False)
+    checker_ok, message = _check(proto, path) if check else (None, "")
+    inferred: dict[str, TensorInfo] = {}
+    if infer_shapes:
+        try:
+            inferred_model = shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
+            inferred = {v.name: _tensor_info(v) for v in inferred_model.graph.value_info}
+        except Exception as exc:
+            message = (message + "; " if message else "") + f"shape inference failed: {exc}"
+    nodes = _all_nodes(proto.graph)
+    count, by_bytes, by_count = _parameters(proto)
+    initializer_names = {i.name for i in proto.graph.initializer}
+    return ModelSummary(
+        path=path,
+        checker_ok=checker_ok,
+        checker_message=message,
+        ir_version=int(proto.ir_version),
+        opsets={o.domain: int(o.version) for o in proto.opset_import},
+        producer=f"{proto.producer_name} {proto.producer_version}".strip(),
+        inputs=[_tensor_info(i) for i in proto.graph.input if i.name not in initializer_names],
+        outputs=[_tensor_info(o) for o in proto.graph.output],
+        node_count=len(nodes),
+        op_histogram=Counter(_op_key(n) for n in nodes),
+        parameter_count=count,
+        parameter_bytes=by_bytes,
+        parameter_count_by_dtype=by_count,
+        external_data=_external(proto, path.parent if path else None),
+        intermediate=inferred,
+        functions=len(proto.functions),
+        file_bytes=path.stat().st_size if path else proto.ByteSize(),
+    )

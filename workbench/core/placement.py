@@ -1,0 +1,97 @@
+"""Which execution provider ran each node, read from ONNX Runtime's profiler."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.core._format import html_table
+from workbench.core._io import ModelLike
+from workbench.core.compare import build_feed
+from workbench.core.session import SessionConfig, open_session
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    node: str
+    op_type: str
+    provider: str
+
+
+@dataclass
+class Placement:
+    """For each node that ran, its provider; and the Memcpy nodes ORT inserted between providers."""
+
+    nodes: list[NodePlacement]
+    requested: list[str]
+    session_providers: list[str]
+    memcpy_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def memcpy_count(self) -> int:
+        return len(self.memcpy_nodes)
+
+    @property
+    def by_provider(self) -> Counter[str]:
+        return Counter(n.provider for n in self.nodes)
+
+    @property
+    def fell_back(self) -> list[str]:
+        """Requested providers that ran no node at all (a silent fallback)."""
+        used = set(self.by_provider)
+        return [p for p in self.requested if p not in used and p != "CPUExecutionProvider"]
+
+    def on(self, provider: str) -> list[NodePlacement]:
+        return [n for n in self.nodes if n.provider == provider]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame([n.__dict__ for n in self.nodes], columns=["node", "op_type", "provider"])
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{p}: {c}" for p, c in self.by_provider.most_common())
+        text = f"Placement({len(self.nodes)} nodes; {counts}; {self.memcpy_count} Memcpy node(s))"
+        if self.fell_back:
+            text += f"\n  requested but ran nothing: {self.fell_back}"
+        return text
+
+    def _repr_html_(self) -> str:
+        rows = [[p, c] for p, c in self.by_provider.most_common()] + [["Memcpy nodes", self.memcpy_count]]
+        return "<div><b>Placement</b>" + html_table(["provider", "nodes"], rows) + "</div>"
+
+
+def placement(model: ModelLike, config: SessionConfig | None, inputs: Any) -> Placement:
+    """Run ``model`` once with profiling on and read each node's provider from the profile."""
+    config = (config or SessionConfig()).replace(enable_profiling=True)
+    session = open_session(model, config)
+    feed = build_feed(session, inputs)
+    session.run(None, feed)
+    profile = session.end_profiling()
+    try:
+        with open(profile) as fh:
+            events = json.load(fh)
+    finally:
+        os.remove(profile)
+    nodes = parse_profile(events)
+    memcpy = [n.node for n in nodes if n.op_type.startswith("Memcpy")]
+    return Placement(nodes, list(config.providers), list(session.get_providers()), memcpy)
+
+
+def parse_profile(events: list[dict[str, Any]]) -> list[NodePlacement]:
+    """Node placements from ORT profiler events (``cat == 'Node'`` with ``args.provider``)."""
+    seen: dict[str, NodePlacement] = {}
+    for event in events:
+        args = event.get("args") or {}
+        if event.get("cat") != "Node" or "provider" not in args:
+            continue
+        name = str(event.get("name", ""))
+        for suffix in ("_kernel_time", "_fence_before", "_fence_after"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+        if name not in seen:
+            seen[name] = NodePlacement(name, str(args.get("op_name", "")), str(args["provider"]))
+    return list(seen.values())

@@ -1,0 +1,520 @@
+"""Dynamic INT8 quantization and FP16 conversion, each followed by an accuracy gate.
+
+The gate runs the FP32 model and the converted one with ONNX Runtime on the same inputs and
+compares every output at a tolerance (``compare_arrays``). A converted model that is written but
+fails the gate gives a falsy ``QuantizeResult``; a converted model that ONNX Runtime cannot load or
+run is captured in ``gate_error`` (also falsy). The FP32 reference runs first: inputs the FP32
+model rejects raise before anything is written.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from workbench.core._format import badge, fmt_bytes, fmt_num, html_table
+from workbench.core._io import PathLike, check_onnx_path, load_model
+from workbench.core.compare import _ORT_TO_NUMPY, Comparison, Tolerance, build_feed, compare_arrays, resolve_tolerance
+from workbench.core.optimize import (
+    HISTOGRAM_HEADERS,
+    OpCounts,
+    atomic_output,
+    histogram_rows,
+    model_bytes,
+    op_histogram,
+    resolve_output,
+    save_model,
+)
+from workbench.core.session import SessionConfig, open_session
+from workbench.errors import FeedError, InvalidInputError, WorkbenchError, describe
+
+__all__ = [
+    "GateReference",
+    "QuantizeResult",
+    "accuracy_gate",
+    "generate_inputs",
+    "quantize_dynamic",
+    "reference_run",
+    "resolve_reduce_range",
+    "run_gate",
+    "to_fp16",
+    "untie_gemm_weights",
+]
+
+WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
+DEFAULT_DIM = 4  # size given to a symbolic dimension when inputs are generated
+INT_HIGH = 100  # generated integer inputs lie in [0, INT_HIGH) (less when they index a smaller table)
+_INDEX_PASSTHROUGH = ("Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
+_GATE_CONFIG = SessionConfig(opt_level="all")
+
+Sample = dict[str, np.ndarray]
+
+
+@dataclass
+class QuantizeResult(OpCounts):
+    """A converted model (dynamic INT8 or FP16), its sizes and its accuracy gate.
+
+    ``bool()`` is True when the gate ran and passed. ``gate`` holds the ``Comparison`` of FP32 vs
+    converted outputs; ``gate_error`` says why the gate could not run the converted model.
+    """
+
+    kind: str
+    source: Path
+    path: Path
+    bytes_before: int
+    bytes_after: int
+    before: Counter[str]
+    after: Counter[str]
+    initializer_types: Counter[str]
+    tolerance: str
+    gate: Comparison | None
+    gate_error: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Size after / size before (0.25 is four times smaller)."""
+        return self.bytes_after / self.bytes_before if self.bytes_before else float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.gate is not None and bool(self.gate)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def summary(self) -> dict[str, Any]:
+        gate = self.gate
+        return {"kind": self.kind, "ok": self.ok, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "ratio": self.ratio, "tolerance": self.tolerance,
+                "max_abs": gate.max_abs if gate else None, "max_rel": gate.max_rel if gate else None}
+
+    def _verdict(self) -> str:
+        if self.gate is None:
+            return "GATE NOT RUN"
+        return "PASS" if self.ok else "FAIL"
+
+    def _lines(self) -> list[str]:
+        head = (f"QuantizeResult {self.kind} {self._verdict()}: {fmt_bytes(self.bytes_before)} -> "
+                f"{fmt_bytes(self.bytes_after)} ({self.ratio:.3f}x), saved to {self.path}")
+        if self.gate is not None:
+            gate = (f"gate at {self.tolerance} (rtol={self.gate.rtol:g}, atol={self.gate.atol:g}): max abs "
+                    f"{fmt_num(self.gate.max_abs)}, max rel {fmt_num(self.gate.max_rel)}, "
+                    f"{sum(o.mismatches for o in self.gate.outputs)} mismatches over {self.gate.samples} sample(s)")
+        else:
+            gate = f"gate not run: {self.gate_error}"
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return [head, gate, f"settings: {settings}"] + [f"note: {n}" for n in self.notes]
+
+    def __repr__(self) -> str:
+        lines = self._lines()
+        return "\n  ".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        ok = None if self.gate is None else self.ok
+        head, *rest = self._lines()
+        body = "".join(f"<li>{html.escape(line)}</li>" for line in rest)
+        ops = html_table(HISTOGRAM_HEADERS, histogram_rows(self.before, self.after), caption="op counts")
+        gate = self.gate._repr_html_() if self.gate is not None else ""
+        return f"<div>{badge(ok)} <b>{html.escape(head)}</b><ul>{body}</ul>{gate}{ops}</div>"
+
+
+# ---------------------------------------------------------------- gate inputs
+
+
+def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Graph input -> number of rows of the smallest initializer table it indexes through Gather."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    inputs = {i.name for i in model.graph.input}
+    bounds: dict[str, int] = {}
+    for node in model.graph.node:
+        axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or axis != 0 or len(node.input) < 2 or not shapes.get(node.input[0]):
+            continue
+        name = node.input[1]
+        while name not in inputs and name in producer and producer[name].op_type in _INDEX_PASSTHROUGH:
+            name = producer[name].input[0]
+        if name in inputs:
+            rows = int(shapes[node.input[0]][0])
+            bounds[name] = min(rows, bounds.get(name, rows))
+    return bounds
+
+
+def _ort_dtype(type_str: str) -> np.dtype:
+    if type_str not in _ORT_TO_NUMPY:
+        raise InvalidInputError(
+            f"Cannot generate gate inputs of type {type_str}. Pass inputs=... explicitly (a tuple of arrays)."
+        )
+    return np.dtype(_ORT_TO_NUMPY[type_str])
+
+
+def generate_inputs(
+    session: ort.InferenceSession,
+    model: onnx.ModelProto | None = None,
+    *,
+    dim_sizes: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> Sample:
+    """Inputs for ``session`` from its input types and shapes.
+
+    Symbolic dimensions take ``dim_sizes[symbol]`` or ``DEFAULT_DIM``. Float inputs are standard
+    normal; integer inputs whose name contains 'mask' are ones, other integer inputs lie in
+    ``[0, INT_HIGH)``, narrowed to the rows of an embedding table they index (found in ``model``);
+    bool inputs are True.
+    """
+    sizes = dict(dim_sizes or {})
+    bounds = _index_bounds(model) if model is not None else {}
+    rng = np.random.default_rng(seed)
+    feed: Sample = {}
+    for spec in session.get_inputs():
+        shape = [d if isinstance(d, int) and d >= 0 else int(sizes.get(str(d), DEFAULT_DIM)) for d in spec.shape]
+        dtype = _ort_dtype(spec.type)
+        if dtype == np.bool_:
+            feed[spec.name] = np.ones(shape, dtype=np.bool_)
+        elif np.issubdtype(dtype, np.floating):
+            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif "mask" in spec.name.lower():
+            feed[spec.name] = np.ones(shape, dtype=dtype)
+        else:
+            high = max(1, min(INT_HIGH, bounds.get(spec.name, INT_HIGH)))
+            feed[spec.name] = rng.integers(0, high, size=shape).astype(dtype)
+    return feed
+
+
+def _as_samples(inputs: Any) -> list[Any]:
+    """One sample (a tuple, a dict, one array) or a list of samples, as a list of samples."""
+    if isinstance(inputs, (Mapping, tuple, np.ndarray, torch.Tensor)):
+        return [inputs if not isinstance(inputs, (np.ndarray, torch.Tensor)) else (inputs,)]
+    if isinstance(inputs, list) and inputs:
+        if all(isinstance(s, (tuple, list, Mapping)) for s in inputs):
+            return list(inputs)
+        return [tuple(inputs)]
+    raise InvalidInputError(
+        f"inputs must be a tuple of tensors/arrays (one sample), a list of such tuples, or None to generate "
+        f"them from the graph, received {describe(inputs)}."
+    )
+
+
+@dataclass
+class GateReference:
+    """The reference model's feeds and outputs, computed once and compared with each candidate."""
+
+    feeds: list[Sample]
+    expected: list[list[np.ndarray]]
+    names: list[str]
+
+
+def reference_run(
+    path: PathLike, inputs: Any = None, *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
+) -> GateReference:
+    """Run the FP32 model on ``inputs`` (or generated ones); raise ``FeedError`` if it cannot."""
+    session = open_session(path, _GATE_CONFIG)
+    if inputs is None:
+        model = load_model(path, load_external_data=False)
+        feeds = [generate_inputs(session, model, dim_sizes=dim_sizes, seed=seed)]
+    else:
+        feeds = [build_feed(session, sample) for sample in _as_samples(inputs)]
+    names = [o.name for o in session.get_outputs()]
+    expected = []
+    for feed in feeds:
+        try:
+            expected.append(session.run(names, feed))
+        except Exception as exc:
+            shapes = {k: list(v.shape) for k, v in feed.items()}
+            how = ("generated inputs" if inputs is None else "the inputs given")
+            raise FeedError(
+                f"The FP32 model '{path}' failed on {how} {shapes}: {short_error(exc)}. The gate needs inputs "
+                "the model accepts: pass inputs=(...) (e.g. the export's example inputs) or dim_sizes={'seq': ...}."
+            ) from exc
+    return GateReference(feeds, expected, names)
+
+
+def short_error(exc: BaseException, limit: int = 500) -> str:
+    """An exception's message without ONNX Runtime's source paths and C++ signatures, shortened."""
+    text = re.sub(r"\S*onnxruntime_src\S*\s+[\w:~<>]+\([^)]*\)\s*", "", str(exc)).strip()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _adapt_feed(session: ort.InferenceSession, feed: Sample) -> Sample:
+    """Cast float inputs to the float type the converted model expects (FP16 without keep_io_types)."""
+    out = dict(feed)
+    for spec in session.get_inputs():
+        value = out.get(spec.name)
+        want = _ORT_TO_NUMPY.get(spec.type)
+        if value is not None and want is not None and value.dtype != want and np.issubdtype(want, np.floating):
+            out[spec.name] = value.astype(want)
+    return out
+
+
+def run_gate(reference: GateReference, candidate: PathLike, tolerance: Tolerance) -> tuple[Comparison | None, str | None]:
+    """Compare ``candidate``'s outputs with the reference's: ``(Comparison, None)`` or ``(None, error)``."""
+    try:
+        session = open_session(candidate, _GATE_CONFIG)
+        actual = [session.run(reference.names, build_feed(session, _adapt_feed(session, f))) for f in reference.feeds]
+    except Exception as exc:
+        return None, f"ONNX Runtime could not run the converted model: {type(exc).__name__}: {short_error(exc)}"
+    result: Comparison | None = None
+    for i, (feed, exp, act) in enumerate(zip(reference.feeds, reference.expected, actual)):
+        part = compare_arrays(exp, act, tolerance, names=reference.names, sample=i)
+        if result is None:
+            result = part
+        else:
+            result.outputs.extend(part.outputs)
+        result.input_shapes.append([tuple(v.shape) for v in feed.values()])
+    assert result is not None
+    result.samples = len(reference.feeds)
+    result.providers = list(session.get_providers())
+    return result, None
+
+
+def accuracy_gate(
+    reference: PathLike, candidate: PathLike, inputs: Any = None, tolerance: Tolerance = "fp32",
+    *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
+) -> Comparison:
+    """Run two ONNX models with ONNX Runtime on the same inputs and compare their outputs."""
+    resolve_tolerance(tolerance)
+    ref = reference_run(check_onnx_path(reference), inputs, dim_sizes=dim_sizes, seed=seed)
+    comparison, error = run_gate(ref, check_onnx_path(candidate), tolerance)
+    if comparison is None:
+        raise WorkbenchError(f"{error}. Check '{candidate}' with wb.inspect / onnx.checker.")
+    return comparison
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _initializer_types(model: onnx.ModelProto) -> Counter[str]:
+    return Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in model.graph.initializer)
+
+
+def _result(kind: str, source: Path, target: Path, before: Counter[str], reference: GateReference,
+            tolerance: Tolerance, settings: dict[str, Any], notes: list[str]) -> QuantizeResult:
+    saved = load_model(target, load_external_data=False)
+    gate, error = run_gate(reference, target, tolerance)
+    return QuantizeResult(
+        kind=kind, source=source, path=target, bytes_before=model_bytes(source),
+        bytes_after=model_bytes(target, saved), before=before, after=op_histogram(saved),
+        initializer_types=_initializer_types(saved), tolerance=resolve_tolerance(tolerance)[0],
+        gate=gate, gate_error=error, settings=settings, notes=notes,
+    )
+
+
+def _cpu_has_vnni() -> bool | None:
+    """True/False from /proc/cpuinfo's flags; None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def resolve_reduce_range(reduce_range: bool | None, weight_type: str) -> tuple[bool, str | None]:
+    """``reduce_range`` with None resolved: on for int8 weights on x86 CPUs without VNNI."""
+    if reduce_range is not None:
+        return bool(reduce_range), None
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+    vnni = _cpu_has_vnni()
+    if weight_type != "qint8" or not x86 or vnni:
+        return False, None
+    cpu = "this x86 CPU lacks VNNI" if vnni is False else "this x86 CPU's VNNI support could not be read"
+    return True, (f"reduce_range=True (7-bit weights) because {cpu}: ONNX Runtime's uint8 x int8 kernels without "
+                  "VNNI (VPMADDUBSW) can saturate with full-range int8 weights (on the smoke BERT the max error "
+                  "was ~0.2-0.3 instead of ~0.03). Pass reduce_range=False to keep 8 bits, or weight_type='quint8'.")
+
+
+def _preprocess(source: Path, folder: Path, notes: list[str]) -> tuple[Path, str]:
+    """``quant_pre_process`` (shape inference + basic optimization), retried without symbolic shapes."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("full", {}),
+        ("without symbolic shape inference", {"skip_symbolic_shape": True}),
+    ]
+    for label, kwargs in attempts:
+        out = folder / f"pre-{len(notes)}-{label.split()[0]}.onnx"
+        try:
+            quant_pre_process(str(source), str(out), **kwargs)
+            return out, label
+        except Exception as exc:
+            notes.append(f"quant_pre_process ({label}) failed: {type(exc).__name__}: {str(exc).strip()[:200] or 'no message'}")
+    notes.append("quantized without pre-processing: MatMuls whose weight is computed in the graph (behind "
+                 "Transpose/Slice/Identity) rather than stored as an initializer stay FP32")
+    return source, "failed"
+
+
+def untie_gemm_weights(model: onnx.ModelProto) -> int:
+    """Give each ``Gemm(transB=1)`` its own copy of a weight that other nodes use too; return the copies made.
+
+    ``quantize_dynamic`` rewrites such a Gemm as MatMul by transposing its weight initializer in
+    place, assuming no other node uses it. A shared weight ends up transposed once per user and the
+    quantized model computes wrong results, or fails with a shape mismatch (onnxruntime issue
+    #25890). Sharing is common: the TorchScript exporter merges equal initializers through
+    ``Identity`` nodes (e.g. the identical layers of an untrained ``nn.TransformerEncoder``), and
+    ``quant_pre_process`` folds those into one shared initializer.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    uses = Counter(name for node in model.graph.node for name in node.input)
+    copies = 0
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in inits or uses[node.input[1]] < 2:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transB", 0) != 1 or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 \
+                or attrs.get("beta", 1.0) != 1.0:
+            continue
+        shared = node.input[1]
+        copy = onnx.TensorProto()
+        copy.CopyFrom(inits[shared])
+        copy.name = f"{shared}.wb_untied_{copies}"
+        model.graph.initializer.append(copy)
+        node.input[1] = copy.name
+        uses[shared] -= 1
+        copies += 1
+    return copies
+
+
+def _untie(src: Path, folder: Path, notes: list[str]) -> Path:
+    """``src``, or a copy in ``folder`` with shared Gemm weights untied (see ``untie_gemm_weights``)."""
+    model = load_model(src)
+    copies = untie_gemm_weights(model)
+    if not copies:
+        return src
+    out = folder / "untied.onnx"
+    onnx.save(model, str(out))
+    notes.append(f"gave {copies} Gemm node(s) a private copy of a weight shared with other nodes: onnxruntime's "
+                 "quantizer transposes a shared Gemm weight once per user, which gives wrong results "
+                 "(related: onnxruntime issue #25890); the INT8 file holds the copies")
+    return out
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise InvalidInputError(f"Unknown {name} {value!r}. Use one of {list(choices)}.")
+    return value.lower()
+
+
+def quantize_dynamic(
+    path: PathLike,
+    out: PathLike | None = None,
+    *,
+    inputs: Any = None,
+    tolerance: Tolerance = "int8",
+    weight_type: str = "qint8",
+    per_channel: bool = False,
+    reduce_range: bool | None = None,
+    op_types: Sequence[str] | None = None,
+    nodes_to_exclude: Sequence[str] | None = None,
+    preprocess: bool = True,
+    extra_options: Mapping[str, Any] | None = None,
+    dim_sizes: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> QuantizeResult:
+    """Dynamic INT8 quantization (``onnxruntime.quantization.quantize_dynamic``) with an accuracy gate.
+
+    Weights of MatMul/Gemm (and Gather tables) become int8 (``weight_type`` 'qint8') or uint8
+    ('quint8'); activations are quantized at run time (DynamicQuantizeLinear + MatMulInteger).
+    ``preprocess`` runs ``quant_pre_process`` first (retried without symbolic shape inference, and
+    skipped with a note if it fails). ``reduce_range=None`` picks 7-bit weights on x86 CPUs without
+    VNNI (see ``resolve_reduce_range``). The gate compares FP32 and INT8 outputs at ``tolerance``
+    on ``inputs`` (a tuple of arrays/tensors or a list of them; None generates them from the graph).
+    """
+    weight_type = _check_choice("weight_type", weight_type, WEIGHT_TYPES)
+    resolve_tolerance(tolerance)
+    source = check_onnx_path(path)
+    model = load_model(source, load_external_data=False)
+    target = resolve_output(source, out, ".int8.onnx")
+    reference = reference_run(source, inputs, dim_sizes=dim_sizes, seed=seed)
+    reduce, why = resolve_reduce_range(reduce_range, weight_type)
+    notes = [why] if why else []
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    qtype = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
+    with tempfile.TemporaryDirectory(prefix="wb-quant-") as folder:
+        src, pre = _preprocess(source, Path(folder), notes) if preprocess else (source, "off")
+        src = _untie(src, Path(folder), notes)
+        with atomic_output(target) as tmp:
+            try:
+                ort_quantize_dynamic(
+                    str(src), str(tmp), op_types_to_quantize=list(op_types) if op_types else None,
+                    per_channel=per_channel, reduce_range=reduce, weight_type=qtype,
+                    nodes_to_exclude=list(nodes_to_exclude) if nodes_to_exclude else None,
+                    extra_options=dict(extra_options) if extra_options else None,
+                )
+            except Exception as exc:
+                raise WorkbenchError(
+                    f"onnxruntime.quantization.quantize_dynamic failed on '{source}': {type(exc).__name__}: "
+                    f"{short_error(exc)}. Try {'preprocess=False, ' if preprocess else 'preprocess=True, '}"
+                    "op_types=['MatMul'], or exclude the failing node with nodes_to_exclude=[...]."
+                ) from exc
+    settings = {"weight_type": weight_type, "per_channel": per_channel, "reduce_range": reduce, "preprocess": pre}
+    if op_types:
+        settings["op_types"] = list(op_types)
+    return _result("int8-dynamic", source, target, op_histogram(model), reference, tolerance, settings, notes)
+
+
+def to_fp16(
+    path: PathLike,
+    out: PathLike | None = None,
+    *,
+    inputs: Any = None,
+    tolerance: Tolerance = "fp16",
+    keep_io_types: bool = True,
+    op_block_list: Sequence[str] | None = None,
+    dim_sizes: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> QuantizeResult:
+    """Convert float32 weights and activations to float16, with an accuracy gate.
+
+    Uses ``onnxruntime.transformers.float16.convert_float_to_float16`` (shipped with onnxruntime;
+    ``onnxconverter_common`` is not needed). ``keep_io_types`` keeps float32 graph inputs and
+    outputs (Cast nodes inside); ``op_block_list`` ops stay float32 (None: the converter's default
+    list of ops without float16 kernels). FP16 halves the weights; ONNX Runtime's CPU provider lacks
+    float16 kernels for many ops and runs them through Cast nodes, so measure before expecting a CPU
+    speed-up.
+    """
+    resolve_tolerance(tolerance)
+    if not isinstance(keep_io_types, bool):
+        raise InvalidInputError(f"keep_io_types must be True or False, received {keep_io_types!r}.")
+    if op_block_list is not None and (isinstance(op_block_list, str) or not all(isinstance(o, str) for o in op_block_list)):
+        raise InvalidInputError(f"op_block_list must be a list of op types such as ['Softmax'], received {op_block_list!r}.")
+    source = check_onnx_path(path)
+    model = load_model(source)
+    before = op_histogram(model)
+    target = resolve_output(source, out, ".fp16.onnx")
+    reference = reference_run(source, inputs, dim_sizes=dim_sizes, seed=seed)
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        converted = convert_float_to_float16(
+            model, keep_io_types=keep_io_types,
+            op_block_list=list(op_block_list) if op_block_list is not None else None,
+        )
+    except Exception as exc:
+        raise WorkbenchError(
+            f"convert_float_to_float16 failed on '{source}': {type(exc).__name__}: {exc}. "
+            "Try op_block_list=[...] with the failing op type, or keep_io_types=True."
+        ) from exc
+    save_model(converted, target)
+    settings = {"keep_io_types": keep_io_types}
+    if op_block_list is not None:
+        settings["op_block_list"] = list(op_block_list)
+    return _result("fp16", source, target, before, reference, tolerance, settings, [])

@@ -1,0 +1,62 @@
+"""Shared pieces of the figure builders: subsampling, colours, layout, an empty-figure stand-in."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from workbench.errors import InvalidInputError
+
+#: The most points a scatter draws; larger arrays are subsampled (the worst point always kept).
+MAX_POINTS = 5000
+PASS_COLOR = "#1a7f37"
+FAIL_COLOR = "#cf222e"
+MUTED_COLOR = "#6e7781"
+PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                            "#7f7f7f", "#bcbd22", "#17becf")
+TEMPLATE = "plotly_white"
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def subsample(n: int, max_points: int, *, keep: Sequence[int] = (), seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_points`` of ``n`` items, chosen at random (seeded) but
+    always holding the indices in ``keep`` (e.g. the worst element)."""
+    if max_points < 1:
+        raise InvalidInputError(f"max_points must be an int >= 1, received {max_points!r}.")
+    if n <= max_points:
+        return np.arange(n)
+    kept = np.unique(np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))[:max_points]
+    rng = np.random.default_rng(seed)
+    pool = np.setdiff1d(np.arange(n), kept, assume_unique=True)
+    extra = rng.choice(pool, size=max_points - len(kept), replace=False)
+    return np.sort(np.concatenate([kept, extra]))
+
+
+def finite_or_nan(values: Sequence[float]) -> list[float]:
+    """Values with inf replaced by NaN (plotly cannot draw inf; NaN leaves a gap)."""
+    return [float(v) if v is not None and np.isfinite(v) else float("nan") for v in values]
+
+
+def ms(seconds: float) -> float:
+    return float(seconds) * 1e3
+
+
+def layout(fig: go.Figure, title: str, *, height: int = 420, **kwargs: object) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), template=TEMPLATE, height=height,
+                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18), **kwargs)
+    return fig
+
+
+def empty_figure(title: str, message: str) -> go.Figure:
+    """A figure with no data and ``message`` in the middle (nothing to plot is a result too)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color=MUTED_COLOR))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return layout(fig, title, height=260)
