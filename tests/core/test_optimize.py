@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -29,8 +30,8 @@ from workbench.core.quantize import accuracy_gate
 from workbench.errors import InvalidInputError, ModelFileError
 
 
-def export_zoo(name: str, exporter: str, folder: Path) -> Path:
-    """Export a smoke zoo model once per test session (cached under pytest's base temp)."""
+def export_with_torch(name: str, exporter: str, folder: Path) -> Path:
+    """Export a smoke zoo model with torch.onnx directly, once per test session (cached under pytest's base temp)."""
     path = folder / f"{name}-{exporter}.onnx"
     if path.exists():
         return path
@@ -58,22 +59,22 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bert_ts(model_dir: Path) -> Path:
-    return export_zoo("bert_like", "torchscript", model_dir)
+    return export_with_torch("bert_like", "torchscript", model_dir)
 
 
 @pytest.fixture(scope="module")
 def bert_dynamo(model_dir: Path) -> Path:
-    return export_zoo("bert_like", "dynamo", model_dir)
+    return export_with_torch("bert_like", "dynamo", model_dir)
 
 
 @pytest.fixture(scope="module")
 def text_ts(model_dir: Path) -> Path:
-    return export_zoo("text_classifier", "torchscript", model_dir)
+    return export_with_torch("text_classifier", "torchscript", model_dir)
 
 
 @pytest.fixture(scope="module")
 def mlp_ts(model_dir: Path) -> Path:
-    return export_zoo("mlp", "torchscript", model_dir)
+    return export_with_torch("mlp", "torchscript", model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,7 @@ def test_all_reduces_text_classifier_nodes(text_ts: Path, tmp_path: Path) -> Non
     assert all_.providers == ["CPUExecutionProvider"]
 
 
+@pytest.mark.slow  # the dynamo export takes 10-20 s on 2 cores
 def test_dynamo_external_data_is_counted_and_output_is_self_contained(bert_dynamo: Path, tmp_path: Path) -> None:
     assert Path(str(bert_dynamo) + ".data").is_file(), "the dynamo exporter is expected to write external data"
     result = optimize(bert_dynamo, "extended", tmp_path / "sub" / "dyn.onnx")
@@ -142,6 +144,18 @@ def test_table_and_reprs(bert_ts_levels: dict[str, OptimizeResult]) -> None:
     assert "BiasGelu" in result.text_table()
 
 
+def test_level_all_adds_nchwc_layout_ops_to_a_conv_model(model_dir: Path, tmp_path: Path) -> None:
+    image = export_with_torch("image_classifier", "torchscript", model_dir)
+    extended = optimize(image, "extended", tmp_path / "e.onnx")
+    all_ = optimize(image, "all", tmp_path / "a.onnx")
+    assert extended.nchwc_ops == 0 and extended.added == {"FusedConv": 1}
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("ONNX Runtime's NCHWc layout transformer targets x86 vector widths")
+    # Blocked-layout ops tuned to this CPU: the saved graph is for the same kind of hardware only.
+    assert all_.nchwc_ops >= 2 and all_.after["com.microsoft.nchwc.Conv"] == 1
+    assert "NCHWc ops in this graph" in repr(all_)
+
+
 # ---------------------------------------------------------------- transformer optimizer
 
 
@@ -159,6 +173,7 @@ def test_transformer_optimize_torchscript_bert_fuses_everything(bert_ts: Path, t
     assert list(result.to_pandas().columns) == ["op", "before", "after", "delta"]
 
 
+@pytest.mark.slow  # the dynamo export takes 10-20 s on 2 cores
 def test_transformer_optimize_dynamo_bert_fuses_less(bert_dynamo: Path, tmp_path: Path) -> None:
     result = transformer_optimize(bert_dynamo, out=tmp_path / "bert-dyn.opt.onnx")
     # Observed with torch 2.13 / onnxruntime 1.31.1: embeddings, LayerNorms and GELUs fuse, the

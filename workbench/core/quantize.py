@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import re
 import tempfile
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,6 +341,13 @@ def resolve_reduce_range(reduce_range: bool | None, weight_type: str) -> tuple[b
                   "was ~0.2-0.3 instead of ~0.03). Pass reduce_range=False to keep 8 bits, or weight_type='quint8'.")
 
 
+def _where(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, for errors such as a bare ``AssertionError``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = f" in {frames[-1].name} ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}{at}: {short_error(exc, 200) or 'no message'}"
+
+
 def _preprocess(source: Path, folder: Path, notes: list[str]) -> tuple[Path, str]:
     """``quant_pre_process`` (shape inference + basic optimization), retried without symbolic shapes."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -354,7 +362,7 @@ def _preprocess(source: Path, folder: Path, notes: list[str]) -> tuple[Path, str
             quant_pre_process(str(source), str(out), **kwargs)
             return out, label
         except Exception as exc:
-            notes.append(f"quant_pre_process ({label}) failed: {type(exc).__name__}: {str(exc).strip()[:200] or 'no message'}")
+            notes.append(f"quant_pre_process ({label}) failed: {_where(exc)}")
     notes.append("quantized without pre-processing: MatMuls whose weight is computed in the graph (behind "
                  "Transpose/Slice/Identity) rather than stored as an initializer stay FP32")
     return source, "failed"

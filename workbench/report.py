@@ -1,0 +1,144 @@
+"""One self-contained HTML report of a ``PipelineRun``: summary table, a section per stage with its
+figures and tables, failures with their messages. plotly.js is embedded once, so the file opens
+offline and can be mailed or attached to a CI run.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from workbench.core._format import badge, fmt_time
+from workbench.core.pipeline import PipelineRun, StageResult
+from workbench.core.pipeline_stages import STAGES
+from workbench.errors import InvalidInputError, describe
+from workbench.viz.pipeline import figures_for_stage, figures_for_run
+
+_TITLES = {s.name: s.title for s in STAGES}
+_FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0 auto;
+       max-width: 1180px; padding: 0 24px 48px; color: #1f2328; }
+h1 { margin-top: 28px; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 4px; margin-top: 36px; }
+table.wb-table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+table.wb-table th, table.wb-table td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left;
+       vertical-align: top; }
+table.wb-table th { background: #f6f8fa; }
+pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; white-space: pre-wrap; }
+pre.error { background: #ffebe9; border-left: 4px solid #cf222e; }
+.meta { color: #57606a; font-size: 13px; } .figure { margin: 12px 0; }
+details { margin: 8px 0; } summary { cursor: pointer; color: #0969da; }
+"""
+
+
+def _figure_html(fig: go.Figure) -> str:
+    div = fig.to_html(full_html=False, include_plotlyjs=False, config=_FIGURE_CONFIG,
+                      div_id=f"wb-fig-{uuid.uuid4().hex[:10]}", default_width="100%")
+    return f"<div class='figure'>{div}</div>"
+
+
+def _summary_table(run: PipelineRun) -> str:
+    rows = "".join(
+        f"<tr><td><a href='#stage-{s.name}'>{html.escape(s.name)}</a></td><td>{badge(s.status)}</td>"
+        f"<td>{fmt_time(s.duration_s) if s.status is not None else ''}</td>"
+        f"<td>{html.escape(s.exception.splitlines()[0][:300] if s.exception else s.summary)}</td></tr>"
+        for s in run.stages
+    )
+    return ("<table class='wb-table'><thead><tr><th>stage</th><th>status</th><th>time</th><th>summary</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def _result_html(result: Any) -> str:
+    render = getattr(result, "_repr_html_", None)
+    if render is None:
+        return ""
+    try:
+        return render()
+    except Exception as exc:  # a broken repr must not lose the report
+        return f"<pre class='error'>could not render this result: {html.escape(f'{type(exc).__name__}: {exc}')}</pre>"
+
+
+def _stage_section(stage: StageResult, figures: list[tuple[str, go.Figure]] | str) -> str:
+    parts = [f"<section id='stage-{stage.name}'><h2>{html.escape(_TITLES.get(stage.name, stage.name))} "
+             f"{badge(stage.status)}</h2>",
+             f"<p class='meta'>stage <code>{html.escape(stage.name)}</code>"
+             + (f", {fmt_time(stage.duration_s)}" if stage.status is not None else "") + "</p>"]
+    if stage.summary:
+        parts.append(f"<p>{html.escape(stage.summary)}</p>")
+    if stage.exception:
+        parts.append(f"<pre class='error'>{html.escape(stage.exception)}</pre>")
+    if stage.traceback:
+        parts.append(f"<details><summary>traceback</summary><pre>{html.escape(stage.traceback)}</pre></details>")
+    if stage.warnings:
+        items = "".join(f"<li>{html.escape(w[:1000])}</li>" for w in stage.warnings)
+        parts.append(f"<details><summary>{len(stage.warnings)} warning(s)</summary><ul>{items}</ul></details>")
+    if isinstance(figures, str):
+        parts.append(f"<pre class='error'>figures could not be drawn: {html.escape(figures)}</pre>")
+    else:
+        parts.extend(_figure_html(fig) for _, fig in figures)
+    table = _result_html(stage.result)
+    if table:
+        parts.append(f"<details><summary>details</summary>{table}</details>")
+    return "".join(parts) + "</section>"
+
+
+def _figures(run: PipelineRun) -> dict[str, list[tuple[str, go.Figure]] | str]:
+    """Figures per stage; if drawing fails, that stage gets the error text instead (the rest still draw)."""
+    try:
+        return dict(figures_for_run(run))
+    except Exception:
+        out: dict[str, list[tuple[str, go.Figure]] | str] = {}
+        for stage in run.stages:
+            try:
+                out[stage.name] = figures_for_stage(stage)
+            except Exception as exc:
+                out[stage.name] = f"{type(exc).__name__}: {exc}"
+        return out
+
+
+def render_report(run: PipelineRun) -> str:
+    """The report of ``run`` as one HTML document (plotly.js inlined once, if there are figures)."""
+    if not isinstance(run, PipelineRun):
+        raise InvalidInputError(f"Expected a PipelineRun from run_pipeline(...), received {describe(run)}.")
+    figures = _figures(run)
+    has_figures = any(isinstance(f, list) and f for f in figures.values())
+    verdict = "CANCELLED" if run.cancelled else ("PASS" if run.ok else f"FAIL: {len(run.failed)} stage(s) failed")
+    versions = ", ".join(f"{k} {html.escape(v)}" for k, v in run.versions.items())
+    plotly_js = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if has_figures else ""
+    sections = "".join(_stage_section(s, figures.get(s.name, [])) for s in run.stages)
+    title = f"onnx-workbench report: {html.escape(run.name)}"
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
+        f"<style>{_CSS}</style>{plotly_js}</head><body>"
+        f"<h1>{title} {badge(run.ok if not run.cancelled else None, verdict)}</h1>"
+        f"<p class='meta'>started {html.escape(run.started_at)} (UTC), {fmt_time(run.duration_s)}, "
+        f"{'quick' if run.quick else 'full'} budget; files in <code>{html.escape(str(run.out_dir))}</code><br>"
+        f"{versions}</p>{_summary_table(run)}{sections}"
+        "<p class='meta'>Made by onnx-workbench.</p></body></html>"
+    )
+
+
+def write_report(run: PipelineRun, path: str | os.PathLike[str]) -> Path:
+    """Write the HTML report of ``run`` to ``path`` (atomically) and return the path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"path must be a str or Path for the .html file, received {describe(path)}.")
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidInputError(f"'{target}' is a folder. Pass a file path such as '{target / 'report.html'}'.")
+    text = render_report(run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,24 @@
+"""Plotly figures from core results: pure functions, ``result -> plotly.graph_objects.Figure``.
+
+    >>> import workbench as wb
+    >>> from workbench import viz
+    >>> fig = viz.values_scatter(wb.compare(model, "model.onnx", inputs))
+
+No widget state here: the widgets show these figures, the report embeds them.
+"""
+
+from __future__ import annotations
+
+from workbench.viz._common import MAX_POINTS
+from workbench.viz.compare import error_bars, error_histogram, values_scatter
+from workbench.viz.ops import op_histogram_figure
+from workbench.viz.perf import opt_levels_figure, quantize_figure
+from workbench.viz.pipeline import figures_for_run, figures_for_stage
+from workbench.viz.probe import probe_figure
+from workbench.viz.sweep import latency_figure, speedup_figure
+
+__all__ = [
+    "MAX_POINTS", "error_bars", "error_histogram", "figures_for_run", "figures_for_stage", "latency_figure",
+    "op_histogram_figure", "opt_levels_figure", "probe_figure", "quantize_figure", "speedup_figure",
+    "values_scatter",
+]

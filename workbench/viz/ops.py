@@ -1,0 +1,50 @@
+"""Op-type histograms: of one model (``ModelSummary``), or before/after a rewrite (``OptimizeResult``,
+``QuantizeResult``, ``TransformerOptimizeResult``: anything with ``before`` and ``after`` counters)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Mapping
+
+import plotly.graph_objects as go
+
+from workbench.core.graph import ModelSummary
+from workbench.errors import InvalidInputError, describe
+from workbench.viz._common import color, layout
+
+
+def _histograms(source: Any) -> dict[str, Counter[str]]:
+    if isinstance(source, ModelSummary):
+        return {"ops": Counter(source.op_histogram)}
+    before, after = getattr(source, "before", None), getattr(source, "after", None)
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return {"before": Counter(before), "after": Counter(after)}
+    if isinstance(source, Mapping) and all(isinstance(v, int) for v in source.values()):
+        return {"ops": Counter(source)}
+    raise InvalidInputError(
+        f"Expected a wb.ModelSummary, a result with before/after op counters (wb.OptimizeResult, "
+        f"wb.QuantizeResult) or a mapping op -> count, received {describe(source)}."
+    )
+
+
+def op_histogram_figure(source: Any, *, top: int = 25, title: str | None = None) -> go.Figure:
+    """Horizontal bars of node count per op type, largest first, the ``top`` most frequent shown.
+
+    A before/after source gives two bar series; ops are ranked by the larger of the two counts.
+    """
+    if not isinstance(top, int) or top < 1:
+        raise InvalidInputError(f"top must be an int >= 1, received {top!r}.")
+    series = _histograms(source)
+    ops = sorted(set().union(*series.values()), key=lambda op: (-max(c.get(op, 0) for c in series.values()), op))
+    shown = ops[:top]
+    fig = go.Figure()
+    for i, (name, counts) in enumerate(series.items()):
+        fig.add_trace(go.Bar(y=shown, x=[counts.get(op, 0) for op in shown], orientation="h", name=name,
+                             marker=dict(color=color(i)), meta={"series": name},
+                             text=[counts.get(op, 0) for op in shown], textposition="outside"))
+    totals = ", ".join(f"{name} {sum(c.values())} nodes" for name, c in series.items())
+    more = f", top {top} of {len(ops)} op types" if len(ops) > top else ""
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title="nodes")
+    return layout(fig, title or f"Op types ({totals}{more})", height=max(300, 22 * len(shown) + 140),
+                  barmode="group", showlegend=len(series) > 1)
