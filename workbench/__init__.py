@@ -18,17 +18,19 @@ from workbench.core.graph import ModelSummary, TensorInfo, summarize
 from workbench.core.optimize import OptimizeResult, TransformerOptimizeResult, optimize, transformer_optimize
 from workbench.core.placement import Placement, placement
 from workbench.core.probe import ProbeCase, ProbeReport, probe_shapes
-from workbench.core.quantize import QuantizeResult, quantize_dynamic, to_fp16
+from workbench.core.iobinding import IOBinder, bound_session, cuda_available, cuda_graph_session
+from workbench.core.quantize import QuantizeResult, accuracy_gate, quantize_dynamic, to_fp16
 from workbench.core.session import ProviderFallbackWarning, SessionConfig, open_session
 from workbench.core.spec import ExportSpec
-from workbench.core.sweep import SweepResult, sweep
+from workbench.core.sweep import SweepResult, SweepRow, sweep
 from workbench.errors import (CancelledError, ExportError, FeedError, InvalidInputError, ModelFileError,
                               ProviderError, SpecError, WorkbenchError)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CancelledError", "Comparison", "ExportError", "ExportResult", "ExportSpec", "FeedError",
+    "CancelledError", "Comparison", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
+    "cuda_available", "cuda_graph_session", "ExportError", "ExportResult", "ExportSpec", "FeedError",
     "InvalidInputError", "Measurement", "ModelFileError", "ModelSummary", "OptimizeResult", "OutputDiff",
     "Peak", "Placement", "ProbeCase", "ProbeReport", "ProviderError", "ProviderFallbackWarning",
     "QuantizeResult", "SessionConfig", "SpecError", "SweepResult", "TOLERANCES", "TensorInfo",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from workbench.core._format import badge, fmt_time, html_table
+from workbench.core.compare import build_feed
 from workbench.core.inputs import as_input_tuple, check_inputs_fit
 from workbench.errors import FeedError, InvalidInputError, WorkbenchError, describe
 
@@ -290,62 +291,6 @@ def _module_call(model: nn.Module, inputs: Any) -> Callable[[], Any]:
     return _synchronized(call) if _on_cuda(model, tensors) else call
 
 
-_ORT_DTYPES = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
-}
-
-
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return np.ascontiguousarray(value.detach().cpu().numpy())
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value)
-    raise FeedError(
-        f"Input {name!r} must be a torch.Tensor or numpy array, received {describe(value)}. "
-        "Convert it with np.asarray(...) or torch.as_tensor(...)."
-    )
-
-
-def _check_feed_value(arg: Any, array: np.ndarray) -> None:
-    want = _ORT_DTYPES.get(arg.type)
-    if want is not None and array.dtype != want:
-        raise FeedError(
-            f"Input {arg.name!r} is {arg.type} in the graph, received {describe(array)}. "
-            f"Cast it first, e.g. array.astype(np.{np.dtype(want).name}) or tensor.to(torch.{np.dtype(want).name})."
-        )
-    if arg.shape is not None and len(arg.shape) != array.ndim:
-        raise FeedError(
-            f"Input {arg.name!r} has rank {len(arg.shape)} {list(arg.shape)} in the graph, received "
-            f"{describe(array)}. Pass an array of that rank."
-        )
-
-
-def session_feed(session: ort.InferenceSession, inputs: Any) -> dict[str, np.ndarray]:
-    """``inputs`` (tensors or arrays, positional or ``{name: value}``) as a checked numpy feed."""
-    args = session.get_inputs()
-    names = [a.name for a in args]
-    if isinstance(inputs, Mapping):
-        if set(inputs) != set(names):
-            raise FeedError(
-                f"The session's inputs are {names}, received a dict with keys {sorted(inputs)}. "
-                "Use the ONNX input names (session.get_inputs()), or pass a tuple in that order."
-            )
-        values = [inputs[n] for n in names]
-    else:
-        values = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
-        if len(values) != len(names):
-            raise FeedError(
-                f"The session has {len(names)} inputs {names}, received {len(values)}: "
-                f"{[describe(v) for v in values]}. Pass one value per input, in order, or a dict by name."
-            )
-    feed = {name: _to_numpy(name, value) for name, value in zip(names, values)}
-    for arg in args:
-        _check_feed_value(arg, feed[arg.name])
-    return feed
-
-
 def _session_threads(session: ort.InferenceSession, threads: int | None) -> int | None:
     """The session's intra-op thread count (``None`` when ONNX Runtime chose it)."""
     own = session.get_session_options().intra_op_num_threads or None
@@ -396,7 +341,7 @@ def benchmark(
     _check_not_empty(inputs)
     if isinstance(target, ort.InferenceSession):
         used = _session_threads(target, threads)
-        call = functools.partial(target.run, None, session_feed(target, inputs))
+        call = functools.partial(target.run, None, build_feed(target, inputs))
         name = label or "ort:" + "+".join(p.replace("ExecutionProvider", "") for p in target.get_providers())
         times = _run_guarded(call, warmup, runs, min_time, name)
     else:

@@ -259,7 +259,7 @@ def flatten_outputs(out: Any) -> list[torch.Tensor]:
     return [torch.as_tensor(out)]
 
 
-_ORT_TO_NUMPY = {
+ORT_TO_NUMPY = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
     "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_, "tensor(uint16)": np.uint16,
@@ -281,7 +281,7 @@ def build_feed(session: ort.InferenceSession, inputs: Sequence[Any] | Mapping[st
             )
         values = [inputs[i.name] for i in graph_inputs]
     else:
-        values = list(inputs)
+        values = [inputs] if isinstance(inputs, (torch.Tensor, np.ndarray)) else list(inputs)
         if len(values) != len(graph_inputs):
             raise FeedError(
                 f"The graph takes {len(graph_inputs)} inputs ({expected}), received {len(values)}: "
@@ -289,8 +289,13 @@ def build_feed(session: ort.InferenceSession, inputs: Sequence[Any] | Mapping[st
             )
     feed: dict[str, np.ndarray] = {}
     for spec, value in zip(graph_inputs, values):
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise FeedError(
+                f"Input '{spec.name}' must be a torch.Tensor or numpy array, received {describe(value)}. "
+                "Convert it with torch.as_tensor(...) or np.asarray(...)."
+            )
         arr = _to_numpy(value)
-        want = _ORT_TO_NUMPY.get(spec.type)
+        want = ORT_TO_NUMPY.get(spec.type)
         if want is not None and arr.dtype != want:
             raise FeedError(
                 f"Input '{spec.name}' expects {spec.type} ({np.dtype(want).name}), received {arr.dtype} "

@@ -25,7 +25,7 @@ import torch
 
 from workbench.core._format import badge, fmt_bytes, fmt_num, html_table
 from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.compare import _ORT_TO_NUMPY, Comparison, Tolerance, build_feed, compare_arrays, resolve_tolerance
+from workbench.core.compare import ORT_TO_NUMPY, Comparison, Tolerance, build_feed, compare_arrays, resolve_tolerance
 from workbench.core.optimize import (
     HISTOGRAM_HEADERS,
     OpCounts,
@@ -156,11 +156,11 @@ def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _ort_dtype(type_str: str) -> np.dtype:
-    if type_str not in _ORT_TO_NUMPY:
+    if type_str not in ORT_TO_NUMPY:
         raise InvalidInputError(
             f"Cannot generate gate inputs of type {type_str}. Pass inputs=... explicitly (a tuple of arrays)."
         )
-    return np.dtype(_ORT_TO_NUMPY[type_str])
+    return np.dtype(ORT_TO_NUMPY[type_str])
 
 
 def generate_inputs(
@@ -256,7 +256,7 @@ def _adapt_feed(session: ort.InferenceSession, feed: Sample) -> Sample:
     out = dict(feed)
     for spec in session.get_inputs():
         value = out.get(spec.name)
-        want = _ORT_TO_NUMPY.get(spec.type)
+        want = ORT_TO_NUMPY.get(spec.type)
         if value is not None and want is not None and value.dtype != want and np.issubdtype(want, np.floating):
             out[spec.name] = value.astype(want)
     return out

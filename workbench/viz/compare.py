@@ -47,6 +47,8 @@ def values_scatter(comparison: Comparison, *, max_points: int = MAX_POINTS) -> g
     random subsample that always keeps each output's largest error).
     """
     _check(comparison)
+    if not isinstance(max_points, int) or max_points < 1:
+        raise InvalidInputError(f"max_points must be an int >= 1, received {max_points!r}.")
     groups = {name: _pairs(diffs) for name, diffs in _by_output(comparison).items()}
     groups = {name: pair for name, pair in groups.items() if pair[0].size}
     title = f"PyTorch vs ONNX Runtime values ({comparison.tolerance})"
@@ -72,10 +74,11 @@ def values_scatter(comparison: Comparison, *, max_points: int = MAX_POINTS) -> g
 
 
 def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
-    """Histogram of |ORT - PyTorch| per output on a log count axis, with ``atol`` marked.
+    """Histogram of |ORT - PyTorch| per output on a log count axis, with ``atol`` marked where it
+    falls inside the range (a note says so when every error is below it).
 
     Counts come from ``numpy.histogram`` over every finite error (not a subsample), drawn as bars
-    over common bins from 0 to the largest error (or ``atol`` if larger).
+    over common bins from 0 to the largest error.
     """
     _check(comparison)
     if not isinstance(bins, int) or bins < 1:
@@ -90,8 +93,8 @@ def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
     title = f"Absolute error |ORT - PyTorch| ({comparison.tolerance}, atol={comparison.atol:g})"
     if not errors:
         return empty_figure(title, "No finite errors to show.")
-    top = max(max(float(v.max()) for v in errors.values()), comparison.atol) or 1.0
-    edges = np.linspace(0.0, top * (1 + 1e-9), bins + 1)
+    top = max(float(v.max()) for v in errors.values())
+    edges = np.linspace(0.0, top * (1 + 1e-9) if top > 0 else 1e-12, bins + 1)
     centers, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
     fig = go.Figure()
     for i, (name, values) in enumerate(errors.items()):
@@ -99,7 +102,11 @@ def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
         fig.add_trace(go.Bar(x=centers, y=counts, width=width, name=name, meta={"output": name},
                              marker=dict(color=color(i)), opacity=0.75,
                              hovertemplate="|error| ~ %{x:.3g}<br>%{y} values<extra>" + name + "</extra>"))
-    fig.add_vline(x=comparison.atol, line=dict(color=FAIL_COLOR, dash="dash"), annotation_text="atol")
+    if comparison.atol <= edges[-1] * 1.05:
+        fig.add_vline(x=comparison.atol, line=dict(color=FAIL_COLOR, dash="dash"), annotation_text="atol")
+    else:
+        fig.add_annotation(text=f"every error is below atol ({top:.3g} < {comparison.atol:g})", showarrow=False,
+                           x=1, y=1, xref="paper", yref="paper", xanchor="right", font=dict(color=PASS_COLOR))
     fig.update_xaxes(title="absolute error")
     fig.update_yaxes(title="count", type="log")
     return layout(fig, title, barmode="overlay", bargap=0)

@@ -73,7 +73,8 @@ def latency_figure(result: SweepResult, *, band: bool = True) -> go.Figure:
                               "%{customdata[1]:.4g} items/s<extra>" + config + "</extra>",
             ), **where)
             shown = True
-    fig.update_xaxes(title="batch size")
+    batches = sorted({r.batch for r in ok})
+    fig.update_xaxes(title="batch size", tickmode="array", tickvals=batches)
     fig.update_yaxes(title="latency (ms)", rangemode="tozero")
     return layout(fig, title, height=380 * rows_n)
 

@@ -1,0 +1,85 @@
+"""Comparison figures: values scatter, error histogram, per-output error bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from _data import comparison
+
+from workbench import viz
+from workbench.core.compare import compare_arrays
+from workbench.errors import InvalidInputError
+
+
+def test_values_scatter_has_one_trace_per_output_and_the_identity_line():
+    c = comparison(n=1000)
+    fig = viz.values_scatter(c)
+    assert isinstance(fig, go.Figure)
+    assert [t.meta["output"] for t in fig.data] == ["logits", "pooled", None]
+    logits = next(d for d in c.outputs if d.name == "logits")
+    np.testing.assert_array_equal(fig.data[0].x, logits.expected.astype(np.float64))
+    np.testing.assert_array_equal(fig.data[0].y, logits.actual.astype(np.float64))
+    line = fig.data[-1]
+    assert line.mode == "lines" and list(line.x) == list(line.y)
+    assert line.x[0] <= min(fig.data[0].x.min(), fig.data[1].x.min())
+
+
+def test_values_scatter_subsamples_to_max_points_and_keeps_the_worst_point():
+    c = comparison(n=20000, samples=2)
+    fig = viz.values_scatter(c, max_points=5000)
+    points = sum(len(t.x) for t in fig.data[:-1])
+    assert points <= 5000
+    pooled = fig.data[1]
+    worst = np.argmax(np.abs(np.asarray(pooled.y) - np.asarray(pooled.x)))
+    assert abs(pooled.y[worst] - pooled.x[worst]) == pytest.approx(1e-3, rel=1e-2)
+    logits = fig.data[0]
+    assert len(logits.x) == 2500 and "2500 of 40000" in logits.name
+    assert len(viz.values_scatter(c).data[0].x) <= viz.MAX_POINTS
+
+
+def test_error_histogram_counts_every_finite_error_on_a_log_axis():
+    c = comparison(n=1000, samples=2)
+    fig = viz.error_histogram(c, bins=40)
+    assert fig.layout.yaxis.type == "log"
+    counts = {t.meta["output"]: int(np.sum(t.y)) for t in fig.data}
+    assert counts == {"logits": 2000, "pooled": 40}
+    assert len(fig.data[0].x) == 40
+    assert fig.data[0].x[-1] + fig.data[0].width / 2 >= c.max_abs
+
+
+def test_error_histogram_marks_atol_only_inside_the_range():
+    exact = compare_arrays([np.ones(10, np.float32)], [np.ones(10, np.float32) + 1e-8], "fp32")
+    fig = viz.error_histogram(exact)
+    assert not fig.layout.shapes and "below atol" in fig.layout.annotations[0].text
+    loose = compare_arrays([np.zeros(10, np.float32)], [np.full(10, 1e-3, np.float32)], "fp32")
+    fig = viz.error_histogram(loose)
+    assert fig.layout.shapes[0].x0 == pytest.approx(loose.atol)
+
+
+def test_error_bars_show_the_worst_per_output_and_the_tolerance_lines():
+    c = comparison(n=500, samples=3)
+    fig = viz.error_bars(c)
+    abs_bar, rel_bar = fig.data
+    assert list(abs_bar.x) == ["logits", "pooled"]
+    for bar, attr in ((abs_bar, "max_abs"), (rel_bar, "max_rel")):
+        for name, value in zip(bar.x, bar.y):
+            assert value == pytest.approx(max(getattr(d, attr) for d in c.outputs if d.name == name))
+    assert list(abs_bar.marker.color) == ["#1a7f37", "#cf222e"]  # logits pass, pooled fails
+    lines = sorted(s.y0 for s in fig.layout.shapes)
+    assert lines == sorted([c.atol, c.rtol])
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+
+
+def test_shape_mismatch_is_drawn_without_breaking():
+    c = compare_arrays([np.zeros((2, 3))], [np.zeros((3, 2))], "fp32")
+    assert len(viz.values_scatter(c).data) == 0  # nothing to pair: an empty figure with a note
+    bars = viz.error_bars(c)
+    assert bars.data[0].y == (None,) and "shape mismatch" in bars.data[0].text[0]
+
+
+def test_figures_refuse_other_objects():
+    with pytest.raises(InvalidInputError, match="Expected a wb.Comparison"):
+        viz.values_scatter({"logits": 1})
+    with pytest.raises(InvalidInputError, match="max_points"):
+        viz.values_scatter(comparison(n=10), max_points=0)

@@ -1,0 +1,89 @@
+"""Op histograms, probe heatmap, optimization levels, conversions, and figures per pipeline stage."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from _data import converted, model_summary, opt_levels, optimize_result, probe_report
+
+from workbench import viz
+from workbench.core.pipeline import StageResult
+from workbench.errors import InvalidInputError
+from workbench.viz.probe import STATUS_CODES
+
+
+def test_op_histogram_of_a_summary_is_one_series_largest_first():
+    fig = viz.op_histogram_figure(model_summary())
+    assert len(fig.data) == 1
+    assert list(fig.data[0].y) == ["Relu", "Add"] and list(fig.data[0].x) == [2, 1]
+
+
+def test_op_histogram_before_after_and_top():
+    result = optimize_result()
+    fig = viz.op_histogram_figure(result, top=3)
+    before, after = fig.data
+    assert (before.name, after.name) == ("before", "after")
+    assert list(before.y) == ["Add", "MatMul", "FusedMatMul"]  # ties: by name
+    assert list(before.x) == [6, 4, 0] and list(after.x) == [2, 2, 2]
+    assert "top 3 of 6" in fig.layout.title.text
+    assert len(viz.op_histogram_figure(Counter({"Relu": 3})).data) == 1
+    with pytest.raises(InvalidInputError, match="op counters"):
+        viz.op_histogram_figure("model.onnx")
+
+
+def test_probe_figure_is_a_status_grid():
+    report = probe_report()
+    fig = viz.probe_figure(report)
+    heat = fig.data[0]
+    assert list(heat.y) == ["1", "2", "4"] and list(heat.x) == ["1", "8", "16"]
+    z = [list(row) for row in heat.z]
+    assert z[1][1] == STATUS_CODES["match"][0]  # batch=2, seq=8
+    assert z[0][1] == STATUS_CODES["ort_failed"][0]
+    assert z[2][1] == STATUS_CODES["mismatch"][0]
+    assert z[0][0] == STATUS_CODES["torch_failed"][0]
+    assert z[2][2] is None  # not probed
+    assert "bad reshape" in heat.customdata[0][1]
+    assert "3 of 5 failing" not in fig.layout.title.text and "2 of 5 failing" in fig.layout.title.text
+
+
+def test_probe_figure_one_axis_and_many_axes():
+    report = probe_report()
+    for case in report.cases:
+        case.sizes = {"batch": case.sizes["batch"]}
+    report.symbols = ["batch"]
+    report.cases = [c for i, c in enumerate(report.cases) if i in (0, 1, 2)]
+    fig = viz.probe_figure(report)
+    assert list(fig.data[0].y) == ["1", "2", "4"] and len(fig.data[0].x) == 1
+    report.symbols = ["a", "b", "c"]
+    assert fig.data[0].type == "heatmap" and viz.probe_figure(report).data[0].type == "table"
+
+
+def test_opt_levels_figure_bars_are_medians_with_p95_whiskers():
+    levels = opt_levels()
+    fig = viz.opt_levels_figure(levels)
+    bar = fig.data[0]
+    assert list(bar.x) == ["disable", "basic", "extended", "all"]
+    assert list(bar.y) == pytest.approx([levels.latency[lv].p50 * 1e3 for lv in bar.x])
+    assert list(bar.error_y.array) == pytest.approx([(levels.latency[lv].p95 - levels.latency[lv].p50) * 1e3
+                                                     for lv in bar.x])
+    assert levels.best == "all" and "fastest: all" in fig.layout.title.text
+
+
+def test_quantize_figure_places_each_conversion_at_latency_and_gate_error():
+    int8, fp16 = converted("int8", 0.001, 0.01), converted("fp16", 0.0015, 2e-4, "fp16")
+    fig = viz.quantize_figure([int8, fp16])
+    assert [t.meta["kind"] for t in fig.data] == ["int8", "fp16"]
+    assert fig.data[0].x[0] == pytest.approx(int8.latency.p50 * 1e3)
+    assert fig.data[0].y[0] == pytest.approx(int8.result.gate.max_abs)
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.shapes[0].x0 == pytest.approx(int8.baseline.p50 * 1e3)
+    assert int8.speedup == pytest.approx(2.0, rel=1e-6)
+
+
+def test_figures_for_stage_dispatch_on_the_stage():
+    assert viz.figures_for_stage(StageResult("probe", False, None, "RuntimeError: boom")) == []
+    names = [n for n, _ in viz.figures_for_stage(StageResult("optimize", True, opt_levels()))]
+    assert names == ["levels", "ops"]
+    names = [n for n, _ in viz.figures_for_stage(StageResult("int8", True, converted("int8", 1e-3, 1e-2)))]
+    assert names == ["ops"]
