@@ -15,14 +15,16 @@ from workbench.core.compare import TOLERANCES, Comparison, OutputDiff, compare, 
 from workbench.core.export import ExportResult, check_spec, export
 from workbench.core.flops import Peak, graph_flops, machine_peak
 from workbench.core.graph import ModelSummary, TensorInfo, summarize
-from workbench.core.optimize import OptimizeResult, TransformerOptimizeResult, optimize, transformer_optimize
+from workbench.core.gate import accuracy_gate
+from workbench.core.optimize import OptimizeResult, optimize
 from workbench.core.placement import Placement, placement
 from workbench.core.probe import ProbeCase, ProbeReport, probe_shapes
 from workbench.core.iobinding import IOBinder, bound_session, cuda_available, cuda_graph_session
-from workbench.core.quantize import QuantizeResult, accuracy_gate, quantize_dynamic, to_fp16
+from workbench.core.quantize import QuantizeResult, quantize_dynamic, to_fp16
 from workbench.core.session import ProviderFallbackWarning, SessionConfig, open_session
 from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, SweepRow, sweep
+from workbench.core.transformer import TransformerOptimizeResult, transformer_optimize
 from workbench.errors import (CancelledError, ExportError, FeedError, InvalidInputError, ModelFileError,
                               ProviderError, SpecError, WorkbenchError)
 

@@ -17,7 +17,7 @@ import torch
 from workbench import zoo
 from workbench.core.compare import TOLERANCES, Tolerance
 from workbench.core.inputs import axis_symbols, resize_inputs
-from workbench.core.pipeline_stages import Target, as_target
+from workbench.core.pipeline import Target, as_target
 from workbench.core.spec import ExportSpec
 from workbench.errors import InvalidInputError, describe
 

@@ -15,10 +15,9 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from workbench.core._format import badge, fmt_time
-from workbench.core.pipeline import PipelineRun, StageResult
-from workbench.core.pipeline_stages import STAGES
+from workbench.core.pipeline import STAGES, PipelineRun, StageResult
 from workbench.errors import InvalidInputError, describe
-from workbench.viz.pipeline import figures_for_stage, figures_for_run
+from workbench.viz.pipeline import figures_for_stage, run_level_figures
 
 _TITLES = {s.name: s.title for s in STAGES}
 _FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
@@ -89,31 +88,40 @@ def _stage_section(stage: StageResult, figures: list[tuple[str, go.Figure]] | st
     return "".join(parts) + "</section>"
 
 
-def _figures(run: PipelineRun) -> dict[str, list[tuple[str, go.Figure]] | str]:
-    """Figures per stage; if drawing fails, that stage gets the error text instead (the rest still draw)."""
+def _figures(run: PipelineRun) -> tuple[dict[str, list[tuple[str, go.Figure]] | str], list[str]]:
+    """Figures per stage, and notes on figures that could not be drawn. A stage whose figures fail
+    gets the error text instead of figures; the other stages still draw."""
+    out: dict[str, list[tuple[str, go.Figure]] | str] = {}
+    notes: list[str] = []
+    for stage in run.stages:
+        try:
+            out[stage.name] = figures_for_stage(stage)
+        except Exception as exc:  # one broken result must not lose the report
+            out[stage.name] = f"{type(exc).__name__}: {exc}"
     try:
-        return dict(figures_for_run(run))
-    except Exception:
-        out: dict[str, list[tuple[str, go.Figure]] | str] = {}
-        for stage in run.stages:
-            try:
-                out[stage.name] = figures_for_stage(stage)
-            except Exception as exc:
-                out[stage.name] = f"{type(exc).__name__}: {exc}"
-        return out
+        extra = run_level_figures(run)
+    except Exception as exc:
+        extra = {}
+        notes.append(f"figures across stages could not be drawn: {type(exc).__name__}: {exc}")
+    for name, figures in extra.items():
+        current = out.get(name, [])
+        if isinstance(current, list):
+            out[name] = current + figures
+    return out, notes
 
 
 def render_report(run: PipelineRun) -> str:
     """The report of ``run`` as one HTML document (plotly.js inlined once, if there are figures)."""
     if not isinstance(run, PipelineRun):
         raise InvalidInputError(f"Expected a PipelineRun from run_pipeline(...), received {describe(run)}.")
-    figures = _figures(run)
+    figures, notes = _figures(run)
     has_figures = any(isinstance(f, list) and f for f in figures.values())
     verdict = "CANCELLED" if run.cancelled else ("PASS" if run.ok else f"FAIL: {len(run.failed)} stage(s) failed")
     versions = ", ".join(f"{k} {html.escape(v)}" for k, v in run.versions.items())
     plotly_js = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if has_figures else ""
     sections = "".join(_stage_section(s, figures.get(s.name, [])) for s in run.stages)
     title = f"onnx-workbench report: {html.escape(run.name)}"
+    notes_html = "".join(f"<pre class='error'>{html.escape(n)}</pre>" for n in notes)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
@@ -121,7 +129,7 @@ def render_report(run: PipelineRun) -> str:
         f"<h1>{title} {badge(run.ok if not run.cancelled else None, verdict)}</h1>"
         f"<p class='meta'>started {html.escape(run.started_at)} (UTC), {fmt_time(run.duration_s)}, "
         f"{'quick' if run.quick else 'full'} budget; files in <code>{html.escape(str(run.out_dir))}</code><br>"
-        f"{versions}</p>{_summary_table(run)}{sections}"
+        f"{versions}</p>{_summary_table(run)}{sections}{notes_html}"
         "<p class='meta'>Made by onnx-workbench.</p></body></html>"
     )
 

@@ -16,17 +16,9 @@ import torch
 
 from workbench import zoo
 from workbench.core import optimize as opt_mod
-from workbench.core.optimize import (
-    OptimizeResult,
-    TransformerOptimizeResult,
-    model_bytes,
-    op_histogram,
-    optimize,
-    optimize_levels,
-    transformer_model_types,
-    transformer_optimize,
-)
-from workbench.core.quantize import accuracy_gate
+from workbench.core.gate import accuracy_gate
+from workbench.core.optimize import OptimizeResult, model_bytes, op_histogram, optimize, optimize_levels
+from workbench.core.transformer import TransformerOptimizeResult, transformer_model_types, transformer_optimize
 from workbench.errors import InvalidInputError, ModelFileError
 
 

@@ -13,14 +13,8 @@ import torch
 
 from workbench import zoo
 from workbench.core import quantize as q_mod
-from workbench.core.quantize import (
-    QuantizeResult,
-    generate_inputs,
-    quantize_dynamic,
-    resolve_reduce_range,
-    to_fp16,
-    untie_gemm_weights,
-)
+from workbench.core.gate import generate_inputs
+from workbench.core.quantize import QuantizeResult, quantize_dynamic, resolve_reduce_range, to_fp16, untie_gemm_weights
 from workbench.errors import FeedError, InvalidInputError, ModelFileError
 
 

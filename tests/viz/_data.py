@@ -13,7 +13,7 @@ from workbench.core.bench import Measurement
 from workbench.core.compare import Comparison, compare_arrays
 from workbench.core.graph import ModelSummary, summarize
 from workbench.core.optimize import OptimizeResult
-from workbench.core.pipeline_stages import Converted, OptLevels
+from workbench.core.pipeline import Converted, OptLevels
 from workbench.core.probe import ProbeCase, ProbeReport
 from workbench.core.quantize import QuantizeResult
 from workbench.core.sweep import SweepResult, SweepRow

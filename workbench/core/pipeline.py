@@ -25,9 +25,13 @@ import torch
 
 from workbench.core._format import badge, fmt_time, text_table
 from workbench.core._io import PathLike
+from workbench.core.pipeline_results import Converted, OptLevels
 from workbench.core.pipeline_stages import (FULL, QUICK, STAGES, Budget, Context, Outcome, Stage, Target,
                                             as_target)
 from workbench.errors import InvalidInputError, describe
+
+__all__ = ["FULL", "QUICK", "STAGES", "STAGE_NAMES", "Budget", "Converted", "OptLevels", "PipelineRun", "Stage",
+           "StageResult", "Target", "as_target", "run_pipeline", "run_stage"]
 
 #: ``progress(stage, message)``: called when a stage starts and ends, and during long stages.
 Progress = Callable[[str, str], Any]

@@ -1,16 +1,15 @@
 """Dynamic INT8 quantization and FP16 conversion, each followed by an accuracy gate.
 
-The gate runs the FP32 model and the converted one with ONNX Runtime on the same inputs and
-compares every output at a tolerance (``compare_arrays``). A converted model that is written but
-fails the gate gives a falsy ``QuantizeResult``; a converted model that ONNX Runtime cannot load or
-run is captured in ``gate_error`` (also falsy). The FP32 reference runs first: inputs the FP32
-model rejects raise before anything is written.
+The gate (``workbench.core.gate``) runs the FP32 model and the converted one with ONNX Runtime on
+the same inputs and compares every output at a tolerance (``compare_arrays``). A converted model
+that is written but fails the gate gives a falsy ``QuantizeResult``; a converted model that ONNX
+Runtime cannot load or run is captured in ``gate_error`` (also falsy). The FP32 reference runs
+first: inputs the FP32 model rejects raise before anything is written.
 """
 
 from __future__ import annotations
 
 import platform
-import re
 import tempfile
 import traceback
 from collections import Counter
@@ -18,15 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import onnx
-import onnxruntime as ort
-import torch
 
-from workbench.core._format import badge, fmt_bytes, fmt_num, html_table
-from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.compare import ORT_TO_NUMPY, Comparison, Tolerance, build_feed, compare_arrays, resolve_tolerance
-from workbench.core.optimize import (
+from workbench.core._files import (
     HISTOGRAM_HEADERS,
     OpCounts,
     atomic_output,
@@ -36,8 +29,18 @@ from workbench.core.optimize import (
     resolve_output,
     save_model,
 )
-from workbench.core.session import SessionConfig, open_session
-from workbench.errors import FeedError, InvalidInputError, WorkbenchError, describe
+from workbench.core._format import badge, fmt_bytes, fmt_num, html_table
+from workbench.core._io import PathLike, check_onnx_path, load_model
+from workbench.core.compare import Comparison, Tolerance, resolve_tolerance
+from workbench.core.gate import (  # the gate's names are re-exported: they lived here before the split
+    GateReference,
+    accuracy_gate,
+    generate_inputs,
+    reference_run,
+    run_gate,
+    short_error,
+)
+from workbench.errors import InvalidInputError, WorkbenchError
 
 __all__ = [
     "GateReference",
@@ -53,12 +56,6 @@ __all__ = [
 ]
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
-DEFAULT_DIM = 4  # size given to a symbolic dimension when inputs are generated
-INT_HIGH = 100  # generated integer inputs lie in [0, INT_HIGH) (less when they index a smaller table)
-_INDEX_PASSTHROUGH = ("Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
-_GATE_CONFIG = SessionConfig(opt_level="all")
-
-Sample = dict[str, np.ndarray]
 
 
 @dataclass
@@ -131,169 +128,6 @@ class QuantizeResult(OpCounts):
         ops = html_table(HISTOGRAM_HEADERS, histogram_rows(self.before, self.after), caption="op counts")
         gate = self.gate._repr_html_() if self.gate is not None else ""
         return f"<div>{badge(ok)} <b>{html.escape(head)}</b><ul>{body}</ul>{gate}{ops}</div>"
-
-
-# ---------------------------------------------------------------- gate inputs
-
-
-def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
-    """Graph input -> number of rows of the smallest initializer table it indexes through Gather."""
-    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
-    producer = {out: node for node in model.graph.node for out in node.output}
-    inputs = {i.name for i in model.graph.input}
-    bounds: dict[str, int] = {}
-    for node in model.graph.node:
-        axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
-        if node.op_type != "Gather" or axis != 0 or len(node.input) < 2 or not shapes.get(node.input[0]):
-            continue
-        name = node.input[1]
-        while name not in inputs and name in producer and producer[name].op_type in _INDEX_PASSTHROUGH:
-            name = producer[name].input[0]
-        if name in inputs:
-            rows = int(shapes[node.input[0]][0])
-            bounds[name] = min(rows, bounds.get(name, rows))
-    return bounds
-
-
-def _ort_dtype(type_str: str) -> np.dtype:
-    if type_str not in ORT_TO_NUMPY:
-        raise InvalidInputError(
-            f"Cannot generate gate inputs of type {type_str}. Pass inputs=... explicitly (a tuple of arrays)."
-        )
-    return np.dtype(ORT_TO_NUMPY[type_str])
-
-
-def generate_inputs(
-    session: ort.InferenceSession,
-    model: onnx.ModelProto | None = None,
-    *,
-    dim_sizes: Mapping[str, int] | None = None,
-    seed: int = 0,
-) -> Sample:
-    """Inputs for ``session`` from its input types and shapes.
-
-    Symbolic dimensions take ``dim_sizes[symbol]`` or ``DEFAULT_DIM``. Float inputs are standard
-    normal; integer inputs whose name contains 'mask' are ones, other integer inputs lie in
-    ``[0, INT_HIGH)``, narrowed to the rows of an embedding table they index (found in ``model``);
-    bool inputs are True.
-    """
-    sizes = dict(dim_sizes or {})
-    bounds = _index_bounds(model) if model is not None else {}
-    rng = np.random.default_rng(seed)
-    feed: Sample = {}
-    for spec in session.get_inputs():
-        shape = [d if isinstance(d, int) and d >= 0 else int(sizes.get(str(d), DEFAULT_DIM)) for d in spec.shape]
-        dtype = _ort_dtype(spec.type)
-        if dtype == np.bool_:
-            feed[spec.name] = np.ones(shape, dtype=np.bool_)
-        elif np.issubdtype(dtype, np.floating):
-            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif "mask" in spec.name.lower():
-            feed[spec.name] = np.ones(shape, dtype=dtype)
-        else:
-            high = max(1, min(INT_HIGH, bounds.get(spec.name, INT_HIGH)))
-            feed[spec.name] = rng.integers(0, high, size=shape).astype(dtype)
-    return feed
-
-
-def _as_samples(inputs: Any) -> list[Any]:
-    """One sample (a tuple, a dict, one array) or a list of samples, as a list of samples."""
-    if isinstance(inputs, (Mapping, tuple, np.ndarray, torch.Tensor)):
-        return [inputs if not isinstance(inputs, (np.ndarray, torch.Tensor)) else (inputs,)]
-    if isinstance(inputs, list) and inputs:
-        if all(isinstance(s, (tuple, list, Mapping)) for s in inputs):
-            return list(inputs)
-        return [tuple(inputs)]
-    raise InvalidInputError(
-        f"inputs must be a tuple of tensors/arrays (one sample), a list of such tuples, or None to generate "
-        f"them from the graph, received {describe(inputs)}."
-    )
-
-
-@dataclass
-class GateReference:
-    """The reference model's feeds and outputs, computed once and compared with each candidate."""
-
-    feeds: list[Sample]
-    expected: list[list[np.ndarray]]
-    names: list[str]
-
-
-def reference_run(
-    path: PathLike, inputs: Any = None, *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
-) -> GateReference:
-    """Run the FP32 model on ``inputs`` (or generated ones); raise ``FeedError`` if it cannot."""
-    session = open_session(path, _GATE_CONFIG)
-    if inputs is None:
-        model = load_model(path, load_external_data=False)
-        feeds = [generate_inputs(session, model, dim_sizes=dim_sizes, seed=seed)]
-    else:
-        feeds = [build_feed(session, sample) for sample in _as_samples(inputs)]
-    names = [o.name for o in session.get_outputs()]
-    expected = []
-    for feed in feeds:
-        try:
-            expected.append(session.run(names, feed))
-        except Exception as exc:
-            shapes = {k: list(v.shape) for k, v in feed.items()}
-            how = ("generated inputs" if inputs is None else "the inputs given")
-            raise FeedError(
-                f"The FP32 model '{path}' failed on {how} {shapes}: {short_error(exc)}. The gate needs inputs "
-                "the model accepts: pass inputs=(...) (e.g. the export's example inputs) or dim_sizes={'seq': ...}."
-            ) from exc
-    return GateReference(feeds, expected, names)
-
-
-def short_error(exc: BaseException, limit: int = 500) -> str:
-    """An exception's message without ONNX Runtime's source paths and C++ signatures, shortened."""
-    text = re.sub(r"\S*onnxruntime_src\S*\s+[\w:~<>]+\([^)]*\)\s*", "", str(exc)).strip()
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _adapt_feed(session: ort.InferenceSession, feed: Sample) -> Sample:
-    """Cast float inputs to the float type the converted model expects (FP16 without keep_io_types)."""
-    out = dict(feed)
-    for spec in session.get_inputs():
-        value = out.get(spec.name)
-        want = ORT_TO_NUMPY.get(spec.type)
-        if value is not None and want is not None and value.dtype != want and np.issubdtype(want, np.floating):
-            out[spec.name] = value.astype(want)
-    return out
-
-
-def run_gate(reference: GateReference, candidate: PathLike, tolerance: Tolerance) -> tuple[Comparison | None, str | None]:
-    """Compare ``candidate``'s outputs with the reference's: ``(Comparison, None)`` or ``(None, error)``."""
-    try:
-        session = open_session(candidate, _GATE_CONFIG)
-        actual = [session.run(reference.names, build_feed(session, _adapt_feed(session, f))) for f in reference.feeds]
-    except Exception as exc:
-        return None, f"ONNX Runtime could not run the converted model: {type(exc).__name__}: {short_error(exc)}"
-    result: Comparison | None = None
-    for i, (feed, exp, act) in enumerate(zip(reference.feeds, reference.expected, actual)):
-        part = compare_arrays(exp, act, tolerance, names=reference.names, sample=i)
-        if result is None:
-            result = part
-        else:
-            result.outputs.extend(part.outputs)
-        result.input_shapes.append([tuple(v.shape) for v in feed.values()])
-    assert result is not None
-    result.samples = len(reference.feeds)
-    result.providers = list(session.get_providers())
-    return result, None
-
-
-def accuracy_gate(
-    reference: PathLike, candidate: PathLike, inputs: Any = None, tolerance: Tolerance = "fp32",
-    *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
-) -> Comparison:
-    """Run two ONNX models with ONNX Runtime on the same inputs and compare their outputs."""
-    resolve_tolerance(tolerance)
-    ref = reference_run(check_onnx_path(reference), inputs, dim_sizes=dim_sizes, seed=seed)
-    comparison, error = run_gate(ref, check_onnx_path(candidate), tolerance)
-    if comparison is None:
-        raise WorkbenchError(f"{error}. Check '{candidate}' with wb.inspect / onnx.checker.")
-    return comparison
 
 
 # ---------------------------------------------------------------- conversions

@@ -39,7 +39,8 @@ class SessionConfig:
 
     ``providers`` are ONNX Runtime provider names in priority order. ``opt_level`` is one
     of ``disable``, ``basic``, ``extended``, ``all`` (ONNX Runtime's default is ``all``).
-    Thread counts of 0 let ONNX Runtime choose.
+    Thread counts of 0 let ONNX Runtime choose. ``config_entries`` are passed to
+    ``SessionOptions.add_session_config_entry`` (e.g. ``{"optimization.enable_gelu_approximation": "1"}``).
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -52,6 +53,7 @@ class SessionConfig:
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     disabled_optimizers: tuple[str, ...] = ()
     enable_profiling: bool = False
+    config_entries: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         providers = self.providers
@@ -148,6 +150,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if config.optimized_model_path:
         so.optimized_model_filepath = str(config.optimized_model_path)
+    for key, value in config.config_entries.items():
+        so.add_session_config_entry(str(key), str(value))
     if config.enable_profiling:
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "workbench_ort_profile")

@@ -282,9 +282,10 @@ def _error_text(stage: str, exc: BaseException) -> str:
 class _Recorder:
     """Collects rows, measurements and exceptions and reports progress."""
 
-    def __init__(self, total: int, progress: Progress | None) -> None:
+    def __init__(self, total: int, progress: Progress | None, on_row: Callable[[SweepResult], Any] | None = None) -> None:
         self.result = SweepResult(total=total)
         self.progress = progress
+        self.on_row = on_row
 
     def add(self, label: str, cell: _Cell, measurement: Measurement | None, error: tuple[str, BaseException] | None) -> None:
         key = (label, cell.batch, cell.seq)
@@ -298,6 +299,9 @@ class _Recorder:
         if self.progress is not None:
             seq = f" seq={cell.seq}" if cell.seq is not None else ""
             self.progress(len(self.result.rows), self.result.total, f"{label} batch={cell.batch}{seq}")
+        if self.on_row is not None:
+            _fill_speedups(self.result.rows)
+            self.on_row(self.result)
 
 
 def _measure(target: Any, label: str, cell: _Cell, rec: _Recorder, open_error: BaseException | None,
@@ -342,6 +346,7 @@ def sweep(
     threads: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel = None,
+    on_row: Callable[[SweepResult], Any] | None = None,
 ) -> SweepResult:
     """Time eager ``model`` and ``onnx_path`` under each ``SessionConfig`` at every
     (batch, seq) in ``batch_sizes`` x ``seq_lens``.
@@ -353,7 +358,8 @@ def sweep(
     the configs' common ``intra_op_threads``, else torch's current count). ``progress(done,
     total, label)`` is called after each cell. ``cancel`` (an Event or a callable) is checked
     before each cell; once set, the rows so far are returned with ``cancelled=True``. A
-    cell that fails becomes a row with ``error`` set; nothing is raised for it.
+    cell that fails becomes a row with ``error`` set; nothing is raised for it. ``on_row(result)``
+    gets the ``SweepResult`` so far (speedups filled) after each cell, for plots that fill in live.
     """
     if include_eager:
         check_module(model)
@@ -371,7 +377,7 @@ def sweep(
     del proto
     plan: list[tuple[str, SessionConfig | None]] = ([(EAGER, None)] if include_eager else []) + list(labelled)
     eager_threads = _eager_threads(labelled, threads)
-    rec = _Recorder(len(plan) * len(cells), progress)
+    rec = _Recorder(len(plan) * len(cells), progress, on_row)
     for label, config in plan:
         budget = {"warmup": warmup, "runs": runs, "min_time": min_time,
                   "threads": eager_threads if config is None else None}

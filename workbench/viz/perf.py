@@ -8,7 +8,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from workbench.core.bench import Measurement
-from workbench.core.pipeline_stages import Converted, OptLevels
+from workbench.core.pipeline import Converted, OptLevels
 from workbench.core.session import OPT_LEVELS
 from workbench.errors import InvalidInputError, describe
 from workbench.viz._common import FAIL_COLOR, MUTED_COLOR, PASS_COLOR, color, empty_figure, layout, ms

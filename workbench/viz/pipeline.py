@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from workbench.core.pipeline import PipelineRun, StageResult
-from workbench.core.pipeline_stages import Converted
+from workbench.core.pipeline import Converted, PipelineRun, StageResult
 from workbench.core.session import OPT_LEVELS
 from workbench.viz.compare import error_bars, error_histogram, values_scatter
 from workbench.viz.ops import op_histogram_figure
@@ -38,11 +37,18 @@ def figures_for_stage(stage: StageResult) -> list[tuple[str, go.Figure]]:
     return []
 
 
-def figures_for_run(run: PipelineRun) -> dict[str, list[tuple[str, go.Figure]]]:
-    """Stage name -> its figures, for every stage of a ``PipelineRun``; the INT8/FP16 accuracy vs
-    latency scatter goes with the last conversion stage that produced a result."""
-    out = {s.name: figures_for_stage(s) for s in run.stages}
+def run_level_figures(run: PipelineRun) -> dict[str, list[tuple[str, go.Figure]]]:
+    """Figures drawn from several stages, keyed by the stage whose section shows them: the INT8/FP16
+    accuracy vs latency scatter goes with the last conversion stage that produced a result."""
     conversions = [s for s in run.stages if s.name in ("int8", "fp16") and isinstance(s.result, Converted)]
-    if conversions:
-        out[conversions[-1].name].append(("accuracy vs latency", quantize_figure([s.result for s in conversions])))
+    if not conversions:
+        return {}
+    return {conversions[-1].name: [("accuracy vs latency", quantize_figure([s.result for s in conversions]))]}
+
+
+def figures_for_run(run: PipelineRun) -> dict[str, list[tuple[str, go.Figure]]]:
+    """Stage name -> its figures (``figures_for_stage`` plus ``run_level_figures``) for every stage."""
+    out = {s.name: figures_for_stage(s) for s in run.stages}
+    for name, figures in run_level_figures(run).items():
+        out[name] = out.get(name, []) + figures
     return out

@@ -26,6 +26,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import shutil
 import threading
 import urllib.parse
 import weakref
@@ -127,7 +128,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if target is None or not target.is_file():
             self._send(404, "text/plain", b"Only the inspected model is served here.", head=head)
             return
-        self._send(200, "application/octet-stream", target.read_bytes(), head=head)
+        size = target.stat().st_size
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head:
+                with target.open("rb") as source:
+                    shutil.copyfileobj(source, self.wfile, 1 << 20)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send_static(self, rest: str, *, head: bool) -> None:
         root = netron_root()

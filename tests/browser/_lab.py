@@ -1,0 +1,180 @@
+"""JupyterLab in headless Chromium, driven by Playwright (see shared TESTING.md for the recipe and
+its pitfalls: kernel-ready race, Run All stopping at errors, Netron's consent dialog)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+CHROMIUM = Path(os.environ.get("WB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+IDLE = "Python 3 (ipykernel) | Idle"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LabServer:
+    """A JupyterLab server on 127.0.0.1 over a temporary copy of some notebooks."""
+
+    root: Path
+    port: int
+    token: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, notebook: str) -> str:
+        return f"{self.base}/lab/tree/{notebook}?token={self.token}&reset"
+
+    def log_tail(self, n: int = 60) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+
+def _settings(settings_dir: Path) -> None:
+    """News and update checks off (they would ask the internet)."""
+    target = settings_dir / "@jupyterlab" / "apputils-extension"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
+def start_lab(workdir: Path, notebooks: list[Path], *, timeout: float = 90) -> LabServer:
+    root = workdir / "root"
+    root.mkdir(parents=True)
+    for nb in notebooks:
+        shutil.copy(nb, root / nb.name)
+    env = dict(os.environ)
+    for name in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        path = workdir / name.lower()
+        path.mkdir()
+        env[name] = str(path)
+    _settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
+    env["PYTHONUNBUFFERED"] = "1"
+    port, token = free_port(), secrets.token_hex(16)
+    log = workdir / "jupyterlab.log"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
+           "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabServerApp.extension_manager=readonly"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = LabServer(root, port, token, process, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.base}/api/status?token={token}", timeout=2) as r:
+                if r.status == 200:
+                    return server
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    stop_lab(server)
+    raise RuntimeError(f"JupyterLab did not answer within {timeout} s:\n{server.log_tail()}")
+
+
+def stop_lab(server: LabServer) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(5)
+
+
+@dataclass
+class Traffic:
+    """Every request the page (and its frames and workers) made that did not stay on this machine,
+    and the local ones a test chose to block."""
+
+    outside: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+
+def guard_network(context: Any, traffic: Traffic, *, block_ports_except: int | None = None) -> None:
+    """Abort requests that would leave the machine (recorded in ``traffic.outside``); with
+    ``block_ports_except``, also abort 127.0.0.1 requests to any other port (the browser then
+    cannot reach the kernel's ports, as on a remote server)."""
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        match = re.match(r"^(?:https?|wss?)://([^/:]+|\[[^\]]+\])(?::(\d+))?", url)
+        if match is None:  # data:, blob: ...
+            route.continue_()
+            return
+        host, port = match.group(1), match.group(2)
+        if host not in LOCAL_HOSTS:
+            traffic.outside.append(url)
+            route.abort()
+        elif block_ports_except is not None and port is not None and int(port) != block_ports_except:
+            traffic.blocked.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", handle)
+
+
+def open_notebook(page: Any, server: LabServer, notebook: str, *, timeout_ms: int = 90_000) -> None:
+    """Open ``notebook`` and wait until its kernel is really idle (the toolbar says idle earlier)."""
+    page.goto(server.url(notebook), wait_until="domcontentloaded")
+    page.locator("#jp-main-statusbar").get_by_text(IDLE).wait_for(timeout=timeout_ms)
+
+
+def run_all(page: Any, *, timeout_ms: int = 180_000) -> None:
+    """Run > Run All Cells, then wait until every code cell has a number and none shows [*]."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator('li[data-command="notebook:run-all-cells"]').click()
+    deadline = time.monotonic() + timeout_ms / 1000
+    prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt")
+    while time.monotonic() < deadline:
+        texts = [t.strip() for t in prompts.all_inner_texts()]
+        if texts and all(re.fullmatch(r"\[\d+\]:", t) for t in texts):
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError(f"Run All did not finish: prompts {prompts.all_inner_texts()}")
+    outputs = " ".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "Traceback" not in outputs, outputs[:3000]
+
+
+def frame_text(frame: Any) -> str:
+    """The visible text of an iframe (Netron replaces window.eval: use locators, not evaluate)."""
+    try:
+        return frame.locator("body").inner_text(timeout=2000)[:2000]
+    except Exception as exc:  # for failure messages only
+        return f"<no text: {exc}>"
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> float:
+    """Poll ``predicate()`` until true; the seconds it took. ``TimeoutError`` after ``timeout``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - start

@@ -1,0 +1,57 @@
+"""Fixtures of the browser tests: a JupyterLab server over a copy of notebooks/, and Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from _lab import CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
+
+ROOT = Path(__file__).resolve().parents[2]
+START_HERE = ROOT / "notebooks" / "00_start_here.ipynb"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install it with "
+                    "`apt-get install -y --no-install-recommends chromium fonts-liberation` (CI does), "
+                    "or point WB_CHROMIUM at one")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -e '.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab over two copies of the start-here notebook (two kernels: one per test)."""
+    workdir = tmp_path_factory.mktemp("lab")
+    copy = workdir / "00_start_here_remote.ipynb"
+    copy.write_bytes(START_HERE.read_bytes())
+    server = start_lab(workdir, [START_HERE, copy])
+    try:
+        yield server
+    finally:
+        stop_lab(server)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

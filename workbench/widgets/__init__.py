@@ -1,0 +1,20 @@
+"""Notebook panels for the pipeline. They compute nothing: each action calls one core (or doctor)
+function off the kernel's main thread and shows the result, or the error, inside the widget.
+
+    >>> import workbench as wb
+    >>> from workbench.widgets import Workbench
+    >>> zm = wb.zoo.get("text_classifier", smoke=True)
+    >>> Workbench(zm.model, zm.example_inputs, zm.spec)
+"""
+
+from __future__ import annotations
+
+from workbench.widgets.dashboard import Workbench
+from workbench.widgets.export_form import ExportForm
+from workbench.widgets.graph import GraphInspector
+from workbench.widgets.live_diff import LiveDiff
+from workbench.widgets.netron import NetronView
+from workbench.widgets.sweep import LatencySweep
+from workbench.widgets.toggles import SessionToggles
+
+__all__ = ["ExportForm", "GraphInspector", "LatencySweep", "LiveDiff", "NetronView", "SessionToggles", "Workbench"]

@@ -1,0 +1,271 @@
+"""Pieces every panel uses: a background worker with cancel, a status line that shows errors
+inside the widget (JupyterLab shows callback output nowhere), and a figure refresher."""
+
+from __future__ import annotations
+
+import functools
+import html
+import threading
+import time
+import traceback
+from typing import Any, Callable, Generic, TypeVar
+
+import ipywidgets as widgets
+import traitlets
+import plotly.graph_objects as go
+
+T = TypeVar("T")
+
+STATES = ["idle", "running", "done", "failed", "cancelled"]
+_COLORS = {"idle": "#6e7781", "running": "#0969da", "done": "#1a7f37", "failed": "#cf222e", "cancelled": "#9a6700"}
+_BOX = ("padding: 6px 10px; border-radius: 4px; border-left: 4px solid {color}; "
+        "background: {bg}; margin: 4px 0; font-size: 13px; line-height: 1.4;")
+_BACKGROUNDS = {"idle": "transparent", "running": "#ddf4ff", "done": "#dafbe1", "failed": "#ffebe9",
+                "cancelled": "#fff8c5"}
+
+
+def escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def error_html(exc: BaseException, *, title: str | None = None, details: str = "") -> str:
+    """An exception as HTML: its type and message, what the widget adds, and the traceback folded."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    head = escape(title or f"{type(exc).__name__}")
+    return (f"<b>{head}</b><pre style='white-space: pre-wrap; margin: 4px 0;'>"
+            f"{escape(type(exc).__name__)}: {escape(exc)}</pre>{details}"
+            f"<details><summary>Traceback</summary><pre style='white-space: pre-wrap; font-size: 11px;'>"
+            f"{escape(tb)}</pre></details>")
+
+
+class StatusLine(widgets.HTML):
+    """One line (or box) saying what the panel is doing, what it did, or what went wrong."""
+
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("wb-status")
+        self.state = "idle"
+        self.show("idle", text)
+
+    def show(self, state: str, body: str) -> None:
+        """Show ``body`` (HTML) styled for ``state`` (one of ``STATES``)."""
+        for s in STATES:
+            self.remove_class(f"wb-status-{s}")
+        self.add_class(f"wb-status-{state}")
+        self.state = state
+        style = _BOX.format(color=_COLORS.get(state, "#6e7781"), bg=_BACKGROUNDS.get(state, "transparent"))
+        self.value = f"<div class='wb-status-box' data-state='{state}' style='{style}'>{body}</div>" if body else ""
+
+    def error(self, exc: BaseException, *, title: str | None = None, details: str = "") -> None:
+        self.show("failed", error_html(exc, title=title, details=details))
+
+
+def shows_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a handler of a panel with a ``status`` StatusLine: an exception is shown there
+    (and in ``self.state``/``self.error``) instead of vanishing into JupyterLab's log."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # shown in the widget: a callback's traceback is lost otherwise
+            self._fail(exc)
+            return None
+
+    return wrapper
+
+
+class Worker(Generic[T]):
+    """Runs one job at a time on a daemon thread, with a cancel ``Event``.
+
+    ``start(job, on_done, on_error)`` calls ``job(cancel_event)`` off the kernel's main thread;
+    then ``on_done(result)`` or ``on_error(exc)`` on that thread too (widget traits may be set from
+    it in ipykernel). ``tick(elapsed_s)`` is called every ``tick_s`` while the job runs.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cancel_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, job: Callable[[threading.Event], T], on_done: Callable[[T], None],
+              on_error: Callable[[BaseException], None], *, tick: Callable[[float], None] | None = None,
+              tick_s: float = 0.5) -> bool:
+        """Start ``job``; ``False`` (and nothing started) if one is running already."""
+        with self._lock:
+            if self.running:
+                return False
+            self.cancel_event = threading.Event()
+            cancel = self.cancel_event
+            done = threading.Event()
+
+            def run() -> None:
+                try:
+                    result = job(cancel)
+                except BaseException as exc:  # noqa: BLE001 - reported in the widget, never lost
+                    done.set()
+                    _safely(on_error, exc)
+                else:
+                    done.set()
+                    _safely(on_done, result, on_error)
+
+            if tick is not None:
+                started = time.perf_counter()
+
+                def ticker() -> None:
+                    while not done.wait(tick_s):
+                        _safely(tick, time.perf_counter() - started)
+
+                threading.Thread(target=ticker, name=f"{self.name}-tick", daemon=True).start()
+            self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+            self._thread.start()
+            return True
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job (and its callbacks) finished; ``False`` on timeout."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+
+class LatestWorker(Generic[T]):
+    """Runs only the newest request, one at a time, on a daemon thread.
+
+    A request submitted while one runs replaces any request still waiting; a run whose request
+    was superseded meanwhile is not shown (its ``on_done``/``on_error`` are skipped). For redraws
+    driven by controls: flipping a toggle three times computes at most twice and shows the last.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._pending: tuple[Callable[[], T], Callable[[T], None], Callable[[BaseException], None]] | None = None
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def submit(self, job: Callable[[], T], on_done: Callable[[T], None],
+               on_error: Callable[[BaseException], None]) -> None:
+        with self._lock:
+            self._pending = (job, on_done, on_error)
+            self._generation += 1
+            if self._thread is None:
+                self._idle.clear()
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._pending is None:
+                    self._thread = None
+                    self._idle.set()
+                    return
+                (job, on_done, on_error), self._pending = self._pending, None
+                generation = self._generation
+            try:
+                result = job()
+            except BaseException as exc:  # noqa: BLE001 - reported in the widget
+                if self._is_current(generation):
+                    _safely(on_error, exc)
+            else:
+                if self._is_current(generation):
+                    _safely(on_done, result, on_error)
+
+    def _is_current(self, generation: int) -> bool:
+        with self._lock:
+            return generation == self._generation
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until nothing runs or waits; ``False`` on timeout."""
+        return self._idle.wait(timeout)
+
+
+def _safely(fn: Callable[..., None], value: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
+    try:
+        fn(value)
+    except Exception as exc:  # a failing callback must not kill the worker silently
+        if on_error is not None:
+            _safely(on_error, exc)
+        else:
+            traceback.print_exc()
+
+
+def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str = "") -> None:
+    """Make ``target`` show ``figure``'s traces and layout, in one batch of messages.
+
+    The traces are replaced. When the layout has the same keys and template as the last one shown
+    (a redraw of the same kind of figure), only the keys whose values changed are set: replacing
+    the whole layout re-validates plotly's template (~60 ms a figure). Otherwise the layout is
+    replaced, and keys the old one had and the new one lacks are cleared in the browser too.
+    """
+    if title_suffix and figure.layout.title.text:
+        figure.layout.title.text = f"{figure.layout.title.text} \u00b7 {title_suffix}"
+    new_layout = figure.layout.to_plotly_json()
+    old_layout: dict[str, Any] | None = getattr(target, "_wb_layout", None)
+    same_kind = (old_layout is not None and set(old_layout) == set(new_layout)
+                 and old_layout.get("template") == new_layout.get("template"))
+    with target.batch_update():
+        target.data = ()
+        target.add_traces(list(figure.data))
+        if same_kind:
+            for key, value in new_layout.items():
+                if old_layout[key] != value:  # type: ignore[index]
+                    target.layout[key] = value
+        else:
+            target.layout = figure.layout
+    if not same_kind and old_layout is not None:
+        stale = {key: None for key in set(old_layout) - set(new_layout) if key != "template"}
+        if stale:
+            target.plotly_relayout(stale)
+    target._wb_layout = new_layout
+
+
+def figure_widget(height: int = 380) -> go.FigureWidget:
+    """An empty FigureWidget to be filled by ``show_figure``."""
+    fig = go.FigureWidget()
+    fig.update_layout(height=height, template="plotly_white", margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+class Panel(widgets.VBox):
+    """A VBox with a ``status`` line and the panel's ``state`` and last ``error`` as traits."""
+
+    state = traitlets.Enum(STATES, "idle", help="idle, running, done, failed or cancelled.")
+    error = traitlets.Unicode("", help="The last error's message ('' when the last action succeeded).")
+
+    status: StatusLine
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        panel = super().__new__(cls, *args, **kwargs)
+        panel.status = StatusLine()  # before __init__: subclasses place it among their children
+        return panel
+
+    def __init__(self, children: list[widgets.Widget] | tuple[widgets.Widget, ...] = (), **kwargs: Any) -> None:
+        super().__init__(children=children, **kwargs)
+
+    def _set_state(self, state: str, body: str) -> None:
+        self.status.show(state, body)
+        if state != "failed":
+            self.error = ""
+        self.state = state
+
+    def _fail(self, exc: BaseException, *, title: str | None = None, details: str = "") -> None:
+        self.status.error(exc, title=title, details=details)
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.state = "failed"

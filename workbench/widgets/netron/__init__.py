@@ -1,0 +1,101 @@
+"""``NetronView``: Netron drawing one ONNX file inside the notebook, served by the kernel.
+
+    >>> from workbench.widgets.netron import NetronView
+    >>> NetronView("model.onnx")
+
+The kernel serves Netron's front end (from the ``netron`` package) on 127.0.0.1 for this one
+model (see ``server.py``); the browser shows it through the Jupyter server (jupyter-server-proxy)
+or directly, whichever reaches it (see ``index.js``). The server stops on ``close()``, when the
+widget is garbage collected, and when the kernel exits.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any, Iterable
+
+import anywidget
+import traitlets
+
+from workbench.widgets.netron.server import NetronServer, live_servers, netron_version, render_index, stop_all
+
+__all__ = ["NetronServer", "NetronView", "live_servers", "render_index", "stop_all"]
+
+
+class NetronView(anywidget.AnyWidget):
+    """An iframe with Netron's drawing of ``path``; ``path=''`` shows ``message`` instead."""
+
+    _esm = Path(__file__).with_name("index.js")
+
+    path = traitlets.Unicode("", help="The ONNX file drawn; '' for none. Changing it serves the new file.")
+    port = traitlets.Int(0, help="Port of the kernel's Netron server on 127.0.0.1 (0: not serving).").tag(sync=True)
+    token = traitlets.Unicode("", help="The random path prefix the server answers under.").tag(sync=True)
+    revision = traitlets.Int(0, help="Bumped by reload() to redraw the same path.").tag(sync=True)
+    route = traitlets.Enum(["auto", "proxy", "direct"], "auto",
+                           help="How the browser reaches the server: auto, or force one route.").tag(sync=True)
+    route_used = traitlets.Unicode("", help="Set by the browser: 'proxy', 'direct' or 'unreachable'.").tag(sync=True)
+    height = traitlets.Int(560, help="Height of the frame in pixels.").tag(sync=True)
+    message = traitlets.Unicode("Export a model to see its graph.", help="Shown while there is no model.").tag(sync=True)
+    model_name = traitlets.Unicode("").tag(sync=True)
+    netron_version = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, path: str | Path = "", *, extra_files: Iterable[str] = (), **kwargs: Any) -> None:
+        self._server: NetronServer | None = None
+        self._extra_files = tuple(extra_files)
+        self._finalizer: weakref.finalize | None = None
+        super().__init__(netron_version=netron_version(), **kwargs)
+        if path:
+            self.path = str(path)
+
+    @property
+    def server(self) -> NetronServer | None:
+        """The running server, or ``None``."""
+        return self._server
+
+    def show(self, path: str | Path, *, extra_files: Iterable[str] = ()) -> None:
+        """Serve and draw ``path`` (again, if it is the same path: e.g. after a re-export)."""
+        self._extra_files = tuple(extra_files)
+        if str(path) == self.path:
+            self._serve(self.path)
+        else:
+            self.path = str(path)
+
+    def reload(self) -> None:
+        """Redraw the current file (its content may have changed on disk)."""
+        if self.path:
+            self.revision += 1
+
+    @traitlets.observe("path")
+    def _serve_path(self, change: dict[str, Any]) -> None:
+        self._serve(change["new"])
+
+    def _serve(self, path: str) -> None:
+        self._stop_server()
+        if not path:
+            self.set_trait("port", 0)
+            self.model_name = ""
+            return
+        server = NetronServer(path, extra_files=self._extra_files).start()
+        self._server = server
+        self._finalizer = weakref.finalize(self, server.stop)
+        with self.hold_sync():
+            self.model_name = Path(path).name
+            self.token = server.token
+            self.port = server.port
+            self.revision += 1
+
+    def _stop_server(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # stops the server once
+            self._finalizer = None
+        self._server = None
+
+    def close(self) -> None:
+        """Stop the server and close the widget."""
+        self._stop_server()
+        super().close()
+
+    def __repr__(self) -> str:
+        state = f"port {self.port}" if self._server is not None else "not serving"
+        return f"NetronView({self.path!r}, {state})"
