@@ -17,6 +17,7 @@ from workbench.core.flops import Peak, graph_flops, machine_peak
 from workbench.core.graph import ModelSummary, TensorInfo, summarize
 from workbench.core.gate import accuracy_gate
 from workbench.core.optimize import OptimizeResult, optimize
+from workbench.core.pipeline import PipelineRun, StageResult, run_pipeline
 from workbench.core.placement import Placement, placement
 from workbench.core.probe import ProbeCase, ProbeReport, probe_shapes
 from workbench.core.iobinding import IOBinder, bound_session, cuda_available, cuda_graph_session
@@ -31,7 +32,7 @@ from workbench.errors import (CancelledError, ExportError, FeedError, InvalidInp
 __version__ = "0.1.0"
 
 __all__ = [
-    "CancelledError", "Comparison", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
+    "CancelledError", "Comparison", "PipelineRun", "StageResult", "run_pipeline", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
     "cuda_available", "cuda_graph_session", "ExportError", "ExportResult", "ExportSpec", "FeedError",
     "InvalidInputError", "Measurement", "ModelFileError", "ModelSummary", "OptimizeResult", "OutputDiff",
     "Peak", "Placement", "ProbeCase", "ProbeReport", "ProviderError", "ProviderFallbackWarning",

@@ -62,7 +62,8 @@ def _tour_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="text_classifier",
                    help=f"zoo model ({', '.join(zoo.names())}) or {MODEL_HELP}; default text_classifier")
     p.add_argument("--quick", action="store_true", help="smoke-sized zoo model, fewer repetitions, small sweep")
-    p.add_argument("--out", default="workbench-tour", type=Path, help="folder for the models and report.html")
+    p.add_argument("--out", default="workbench-tour", type=Path, metavar="DIR",
+                   help="folder for the models and report.html (default ./workbench-tour)")
     p.add_argument("--skip", nargs="+", default=[], choices=[s for s in STAGE_NAMES if s != "export"],
                    metavar="STAGE", help=f"stages not to run: {', '.join(STAGE_NAMES[1:])}")
 
@@ -89,7 +90,7 @@ def _run_tour(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--out", required=True, type=Path, help="path of the .onnx file to write")
+    p.add_argument("--out", required=True, type=Path, metavar="PATH", help="path of the .onnx file to write")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], help="default: the model's spec (dynamo)")
     p.add_argument("--opset", type=int, help="ONNX opset (dynamo: 18 or newer)")
     p.add_argument("--dynamic", nargs="+", metavar="NAME:DIM:SYMBOL", default=None,
@@ -239,12 +240,17 @@ for _command in (
 
 
 def _load_command_modules() -> None:
+    """Import ``COMMAND_MODULES``; one that does not exist is skipped, one that fails to import is
+    reported on stderr and skipped (a broken extension must not take the other commands down)."""
     for module in COMMAND_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise  # the module exists but one of its own imports is missing
+            if exc.name is not None and module.startswith(exc.name):
+                continue  # not written yet
+            _say(f"{PROG}: warning: the commands of {module} are unavailable: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            _say(f"{PROG}: warning: the commands of {module} are unavailable: {type(exc).__name__}: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:

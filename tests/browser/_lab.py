@@ -148,7 +148,7 @@ def open_notebook(page: Any, server: LabServer, notebook: str, *, timeout_ms: in
 def run_all(page: Any, *, timeout_ms: int = 180_000) -> None:
     """Run > Run All Cells, then wait until every code cell has a number and none shows [*]."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator('li[data-command="notebook:run-all-cells"]').click()
+    page.locator('li[data-command="runmenu:run-all"]').click()
     deadline = time.monotonic() + timeout_ms / 1000
     prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt")
     while time.monotonic() < deadline:

@@ -76,14 +76,14 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         bench.locator(".wb-tabs .lm-TabBar-tab", has_text="3 Compare").click()
         diff = bench.locator(".wb-live-diff")
         titles = diff.locator(".js-plotly-plot .gtitle")
-        wait_until(lambda: titles.count() == 3 and all("CPU/all" in t for t in titles.all_inner_texts()), timeout=60)
+        wait_until(lambda: titles.count() == 3 and all("CPU/all" in t for t in titles.all_text_contents()), timeout=60)
         assert diff.locator(".wb-badge-pass").count() == 1
         before = diff.locator(".js-plotly-plot").nth(2).inner_html()
         diff.screenshot(path=str(artifacts / "browser_3_diff_all.png"))
 
         start = time.monotonic()
         bench.locator(".wb-opt-level button", has_text="disable").click()
-        wait_until(lambda: titles.count() == 3 and all("CPU/disable" in t for t in titles.all_inner_texts()),
+        wait_until(lambda: titles.count() == 3 and all("CPU/disable" in t for t in titles.all_text_contents()),
                    timeout=30, interval=0.01)
         redraw_s = time.monotonic() - start
         assert "CPU/disable" in diff.locator(".wb-diff-badge").inner_text()

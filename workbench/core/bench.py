@@ -24,7 +24,7 @@ from torch import nn
 from workbench.core._format import badge, fmt_time, html_table
 from workbench.core.compare import build_feed
 from workbench.core.inputs import as_input_tuple, check_inputs_fit
-from workbench.errors import FeedError, InvalidInputError, WorkbenchError, describe
+from workbench.errors import InvalidInputError, WorkbenchError, describe
 
 #: A run is called noisy when its interquartile range is more than this fraction of its median.
 NOISE_THRESHOLD = 0.1

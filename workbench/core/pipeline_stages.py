@@ -166,13 +166,16 @@ class Context:
         return {n: by_name[n].detach().cpu().numpy() for n in names}
 
     def samples(self) -> list[tuple[torch.Tensor, ...]]:
-        """Inputs of several shapes: the example, batch 1, and an odd batch with a shorter sequence."""
-        batch, seq = self.example_sizes()
-        out = [self.target.example_inputs]
-        if self.symbols:
-            out.append(self.make_inputs(1, seq, seed=1))
-            out.append(self.make_inputs(3, max(2, seq // 2) if seq else None, seed=2))
-        return out
+        """Inputs of several shapes (the same for compare and the gates): the example, batch 1, and
+        an odd batch with a shorter sequence."""
+        if "samples" not in self.cache:
+            _, seq = self.example_sizes()
+            out = [self.target.example_inputs]
+            if self.symbols:
+                out.append(self.make_inputs(1, seq, seed=1))
+                out.append(self.make_inputs(3, max(2, seq // 2) if seq else None, seed=2))
+            self.cache["samples"] = out
+        return self.cache["samples"]
 
     def bench_inputs(self) -> dict[str, np.ndarray]:
         if "bench" not in self.cache:

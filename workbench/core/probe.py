@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import onnxruntime as ort
-import torch
 from torch import nn
 
 from workbench.core._format import badge, fmt_num, html_table
@@ -131,13 +130,13 @@ def probe_shapes(
     tolerance: Tolerance = "fp32",
     config: SessionConfig | None = None,
     sizes: Sequence[dict[str, int]] | None = None,
-    input_factory: Callable[..., tuple[torch.Tensor, ...]] | None = None,
     seed: int = 1,
 ) -> ProbeReport:
     """Run PyTorch and ORT at other values of every dynamic axis and report each shape.
 
     Catches exports whose graph declares dynamic axes yet fails or drifts at other sizes
-    (a size-1 example specialized by the exporter, a Reshape baked by tracing).
+    (a size-1 example specialized by the exporter, a Reshape baked by tracing). ``sizes``
+    replaces the default grid (see ``probe_sizes``); inputs are made by ``resize_inputs``.
     """
     check_module(model)
     if not isinstance(spec, ExportSpec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -91,6 +92,10 @@ def spec_code(spec: ExportSpec) -> str:
     return "wb.ExportSpec(" + ", ".join(parts) + ")"
 
 
+_ORT_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+ (?:\S+::)+\S*\([^)]*\)\s*(?:\S+ )?")
+
+
 def short(value: Any, limit: int = 300) -> str:
-    text = " ".join(str(value).split())
+    """One line of at most ``limit`` characters, without ONNX Runtime's source paths and signatures."""
+    text = _ORT_SOURCE.sub("", " ".join(str(value).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -83,12 +83,21 @@ def training_findings(model: nn.Module, setting: Setting) -> list[Finding]:
     )]
 
 
-def _suggest(name: str, choices: list[str]) -> str | None:
+def _suggest(name: str, choices: list[str], inputs: list[str] | None = None,
+             outputs: list[str] | None = None) -> str | None:
+    """The choice ``name`` most likely meant: same letters in another case, a close spelling, or the
+    only input (output) when ``name`` says 'input' ('output')."""
     lower = {c.lower(): c for c in choices}
     if name.lower() in lower:
         return lower[name.lower()]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    return close[0] if close else None
+    if close:
+        return close[0]
+    key = name.lower()
+    for words, group in ((("input", "in", "x", "src"), inputs), (("output", "out", "y", "logits"), outputs)):
+        if group and len(group) == 1 and any(key == w or key.startswith(w) for w in words):
+            return group[0]
+    return None
 
 
 def provider_findings(setting: Setting) -> list[Finding]:
@@ -148,7 +157,8 @@ def axes_key_findings(model: nn.Module, setting: Setting) -> list[Finding]:
     unknown = [k for k in spec.dynamic_axes if k not in names]
     if not unknown:
         return []
-    renames = {k: _suggest(k, names) for k in unknown}
+    renames = {k: _suggest(k, names, list(names_spec.input_names), list(names_spec.output_names))
+               for k in unknown}
     axes = {}
     for key, dims in spec.dynamic_axes.items():
         new = renames.get(key, key) if key in renames else key

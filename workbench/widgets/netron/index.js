@@ -87,7 +87,7 @@ function render({ model, el }) {
     frame.title = 'Netron';
     frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-downloads allow-popups allow-modals');
     frame.setAttribute('referrerpolicy', 'no-referrer');
-    frame.style.cssText = 'width: 100%; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; background: #fff;';
+    frame.style.cssText = 'box-sizing: border-box; width: 100%; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; background: #fff;';
     el.appendChild(status);
     el.appendChild(frame);
     let generation = 0;

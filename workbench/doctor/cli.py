@@ -1,0 +1,151 @@
+"""``onnx-workbench doctor MODEL``: diagnose a model's export and print the findings.
+
+MODEL is ``module:factory`` or ``path/to/file.py:factory`` (the factory returns a ZooModel, a
+``BrokenModel``, or ``(model, example_inputs[, spec])``), ``zoo:NAME`` or ``gallery:NAME``.
+Exit code 0 when the diagnosis is ok, 1 otherwise, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from workbench.core.session import OPT_LEVELS, SessionConfig
+from workbench.core.spec import ExportSpec
+from workbench.errors import InvalidInputError, describe
+
+HELP = "export, check, compare and probe a model; name what breaks, prescribe and verify the fix"
+MODEL_FORMS = "module:factory, path/to/file.py:factory, zoo:NAME or gallery:NAME"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=f"the model: {MODEL_FORMS}")
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), help="override the spec's exporter")
+    p.add_argument("--opset", type=int, help="override the spec's opset")
+    p.add_argument("--dynamic", action="append", default=[], metavar="NAME:DIM:SYMBOL",
+                   help="a dynamic axis (repeatable), replacing the spec's, e.g. input_ids:0:batch")
+    p.add_argument("--tolerance", help="fp32 (default), fp16, int8 or RTOL,ATOL")
+    p.add_argument("--provider", action="append", default=[], metavar="NAME",
+                   help="an execution provider, in priority order (repeatable)")
+    p.add_argument("--opt-level", choices=tuple(OPT_LEVELS), help="ONNX Runtime graph optimization level")
+    p.add_argument("--no-retry", action="store_true", help="do not apply and verify the automatic fixes")
+    p.add_argument("--workdir", help="where the exported files go (default: a new temporary folder)")
+    p.add_argument("--html", metavar="PATH", help="also write the diagnosis as HTML")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``doctor`` to an ``argparse`` subparsers object; its ``func`` is ``run``."""
+    p = subparsers.add_parser("doctor", help=HELP, description=HELP)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _import(module_text: str) -> ModuleType:
+    if module_text.endswith(".py") or "/" in module_text or os.sep in module_text:
+        path = Path(module_text)
+        if not path.is_file():
+            raise InvalidInputError(f"No Python file at '{path}'. Check the path in the model argument.")
+        name = re.sub(r"\W", "_", path.stem)
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise InvalidInputError(f"'{path}' cannot be imported as a Python module.")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_text)
+    except ModuleNotFoundError as exc:
+        raise InvalidInputError(f"No module named {module_text!r} ({exc}). Run from its folder or pass a file path.") from exc
+
+
+def load(text: str) -> Any:
+    """A ``BrokenModel`` for the model argument (see the module docstring)."""
+    from workbench import zoo
+    from workbench.doctor import gallery
+
+    if text.startswith("gallery:"):
+        return gallery.get(text[len("gallery:"):]).build()
+    if text.startswith("zoo:") or text in zoo.names():
+        made: Any = zoo.get(text.removeprefix("zoo:"), smoke=True)
+    elif ":" in text:
+        module_text, _, attr = text.rpartition(":")
+        if not module_text or not attr.isidentifier():
+            raise InvalidInputError(f"Cannot read {text!r} as module:factory; e.g. mypkg.models:build_model.")
+        factory = getattr(_import(module_text), attr, None)
+        if not callable(factory):
+            raise InvalidInputError(f"{module_text!r} has no callable {attr!r}; name a factory function.")
+        made = factory()
+    else:
+        raise InvalidInputError(f"Cannot load the model {text!r}: expected {MODEL_FORMS}.")
+    if isinstance(made, gallery.BrokenModel):
+        return made
+    if hasattr(made, "model") and hasattr(made, "example_inputs"):
+        return gallery.BrokenModel(getattr(made, "name", type(made.model).__name__), made.model,
+                                   tuple(made.example_inputs), getattr(made, "spec", None))
+    if isinstance(made, (tuple, list)) and len(made) in (2, 3):
+        spec = made[2] if len(made) == 3 else None
+        inputs = made[1] if isinstance(made[1], (tuple, list)) else (made[1],)
+        return gallery.BrokenModel(type(made[0]).__name__, made[0], tuple(inputs), spec)
+    raise InvalidInputError(
+        f"The factory {text} must return a ZooModel, a BrokenModel or (model, example_inputs[, spec]); "
+        f"it returned {describe(made)}."
+    )
+
+
+def _apply_options(broken: Any, args: argparse.Namespace) -> None:
+    from workbench._cli_models import parse_dynamic, parse_tolerance
+
+    spec = broken.spec or ExportSpec()
+    changes: dict[str, Any] = {}
+    if args.exporter:
+        changes["exporter"] = args.exporter
+        if args.exporter == "dynamo" and (args.opset or spec.opset) < 18:
+            changes["opset"] = 18
+    if args.opset:
+        changes["opset"] = args.opset
+    if args.dynamic:
+        changes["dynamic_axes"] = parse_dynamic(args.dynamic)
+    if changes:
+        broken.spec = spec.replace(**changes)
+    config = broken.config or SessionConfig()
+    if args.provider:
+        config = config.replace(providers=tuple(args.provider))
+    if args.opt_level:
+        config = config.replace(opt_level=args.opt_level)
+    broken.config = config
+    if args.tolerance:
+        broken.tolerance = parse_tolerance(args.tolerance)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the diagnosis; 0 when ok, 1 otherwise (``InvalidInputError`` is left to the caller: usage)."""
+    broken = load(args.model)
+    _apply_options(broken, args)
+    diagnosis = broken.diagnose(retry=not args.no_retry, workdir=args.workdir)
+    print(diagnosis.text())
+    if args.html:
+        Path(args.html).write_text("<!doctype html><meta charset='utf-8'>" + diagnosis._repr_html_())
+        print(f"HTML written to {args.html}", file=sys.stderr)
+    return 0 if diagnosis.ok else 1
+
+
+def _register() -> None:
+    try:
+        from workbench.cli import Command, register
+    except ImportError:  # pragma: no cover - the CLI module is optional for the doctor
+        return
+    register(Command("doctor", HELP, add_arguments, run))
+
+
+_register()
