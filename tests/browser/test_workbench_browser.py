@@ -88,7 +88,8 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         redraw_s = time.monotonic() - start
         assert "CPU/disable" in diff.locator(".wb-diff-badge").inner_text()
         assert diff.locator(".js-plotly-plot").nth(2).inner_html() != before, "the error bars did not change"
-        print(f"\ntoggle -> all three diff plots redrawn in the browser: {redraw_s:.3f} s")
+        kernel_side = diff.locator(".wb-status").inner_text()
+        print(f"\ntoggle -> all three diff plots redrawn in the browser: {redraw_s:.3f} s ({kernel_side})")
         (artifacts / "browser_redraw_seconds.txt").write_text(f"{redraw_s:.3f}\n")
         assert redraw_s <= 3.0, f"redraw took {redraw_s:.2f} s in the browser"
         diff.screenshot(path=str(artifacts / "browser_4_diff_disable.png"))

@@ -15,8 +15,8 @@ from __future__ import annotations
 from workbench.doctor.attempt import Attempt, Setting
 from workbench.doctor.bisect import Bisection, bisect_optimizations
 from workbench.doctor.codes import CODES, CodeInfo, code_info
-from workbench.doctor.diagnose import diagnose
 from workbench.doctor.divergence import Divergence, NodeError, layerwise
+from workbench.doctor.engine import diagnose
 from workbench.doctor.findings import Diagnosis, Finding, Retry
 from workbench.doctor.helpers import export_with_diagnosis
 

@@ -216,3 +216,15 @@ class HalfSquare(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.a(x)).half()
         return self.b((h * h).float())
+
+
+class PaddedEncoder(nn.Module):
+    """nn.TransformerEncoder with nested tensors and a padding mask: PyTorch's fast path zeros padding."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=32, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        return self.enc(x, src_key_padding_mask=padding)

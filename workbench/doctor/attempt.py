@@ -34,13 +34,15 @@ STAGE_ORDER: tuple[str, ...] = ("export", "checker", "session", "compare", "valu
 @dataclass(frozen=True)
 class Setting:
     """What one attempt runs with: the spec (None: export's defaults), session config, tolerance,
-    example inputs, and whether the model is put in eval mode for the attempt."""
+    example inputs, whether the model is put in eval mode, and whether PyTorch's transformer fast
+    path (``torch.backends.mha``) stays enabled."""
 
     spec: ExportSpec | None
     config: SessionConfig
     tolerance: Tolerance
     inputs: tuple[torch.Tensor, ...] = field(compare=False, repr=False)
     eval_mode: bool = False
+    fastpath: bool = True
 
     @property
     def tolerance_name(self) -> str:
@@ -58,6 +60,7 @@ class Setting:
         data = {
             "spec": self.spec.to_dict() if self.spec else None,
             "config": repr(self.config), "tolerance": self.tolerance_name, "eval": self.eval_mode,
+            "fastpath": self.fastpath,
             "inputs": [(tuple(t.shape), str(t.dtype), str(t.device), id(t)) for t in self.inputs],
         }
         return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -155,6 +158,17 @@ def _first_probe(report: ProbeReport | None) -> str:
 
 
 @contextlib.contextmanager
+def fastpath(enabled: bool) -> Iterator[None]:
+    """Enable or disable PyTorch's transformer fast path (nested tensors) for the block."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+@contextlib.contextmanager
 def eval_mode(model: nn.Module, enabled: bool) -> Iterator[None]:
     """Put ``model`` in eval mode for the block and restore each module's flag afterwards."""
     if not enabled:
@@ -207,7 +221,8 @@ def run_attempt(model: nn.Module, setting: Setting, workdir: Path, *, value_samp
     start = time.perf_counter()
     attempt = Attempt(setting)
     try:
-        with eval_mode(model, setting.eval_mode), warnings.catch_warnings():
+        keep_fastpath = setting.fastpath and torch.backends.mha.get_fastpath_enabled()
+        with eval_mode(model, setting.eval_mode), fastpath(keep_fastpath), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             _run(model, setting, workdir, attempt, value_samples)
     finally:

@@ -178,7 +178,9 @@ def bisect_optimizations(
         return result
     result.optimized_path = workdir / f"{stem}.bisect-{bad.level}.onnx"
     if bad.level != requested:  # the requested level's graph is the one to stay close to
-        _, _, _, target_ops = _check(path, config, feeds, expected, tolerance, workdir / f"{stem}.bisect-req.onnx")
+        requested_graph = workdir / f"{stem}.bisect-req.onnx"
+        _, _, _, target_ops = _check(path, config, feeds, expected, tolerance, requested_graph)
+        requested_graph.unlink(missing_ok=True)
     else:
         target_ops = bad.ops
     distances: dict[str, int] = {}
@@ -188,6 +190,7 @@ def bisect_optimizations(
         trial = config.replace(disabled_optimizers=tuple(config.disabled_optimizers) + (name,))
         save = workdir / f"{stem}.bisect-without-{name}.onnx"
         ok, _, _, ops = _check(path, trial, feeds, expected, tolerance, save)
+        save.unlink(missing_ok=True)
         result.tried[name] = ok
         if ok:
             result.fixers.append(name)

@@ -3,11 +3,16 @@
 MODEL is ``module:factory`` or ``path/to/file.py:factory`` (the factory returns a ZooModel, a
 ``BrokenModel``, or ``(model, example_inputs[, spec])``), ``zoo:NAME`` or ``gallery:NAME``.
 Exit code 0 when the diagnosis is ok, 1 otherwise, 2 for bad usage.
+
+The console script wires it in with ``register(Command("doctor", HELP, add_arguments, run))``
+(``workbench.cli``); the doctor does not import the CLI package, which pulls in the report and
+viz layers. ``add_parser(subparsers)`` serves any other argparse front end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -15,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from workbench.core.session import OPT_LEVELS, SessionConfig
 from workbench.core.spec import ExportSpec
@@ -128,11 +133,31 @@ def _apply_options(broken: Any, args: argparse.Namespace) -> None:
         broken.tolerance = parse_tolerance(args.tolerance)
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what C++ code prints to stdout (the TorchScript exporter's graph dumps) to stderr, so
+    stdout carries only the report."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real stdout (embedded interpreters)
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the diagnosis; 0 when ok, 1 otherwise (``InvalidInputError`` is left to the caller: usage)."""
     broken = load(args.model)
     _apply_options(broken, args)
-    diagnosis = broken.diagnose(retry=not args.no_retry, workdir=args.workdir)
+    with _stdout_to_stderr():
+        diagnosis = broken.diagnose(retry=not args.no_retry, workdir=args.workdir)
     print(diagnosis.text())
     if args.html:
         Path(args.html).write_text("<!doctype html><meta charset='utf-8'>" + diagnosis._repr_html_())
@@ -140,12 +165,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if diagnosis.ok else 1
 
 
-def _register() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workbench.doctor.cli MODEL [options]``: 0 ok, 1 findings, 2 bad usage."""
+    parser = argparse.ArgumentParser(prog="onnx-workbench doctor", description=HELP)
+    add_arguments(parser)
     try:
-        from workbench.cli import Command, register
-    except ImportError:  # pragma: no cover - the CLI module is optional for the doctor
-        return
-    register(Command("doctor", HELP, add_arguments, run))
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return run(args)
+    except InvalidInputError as exc:
+        print(f"onnx-workbench doctor: error: {exc}", file=sys.stderr)
+        return 2
 
 
-_register()
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -113,6 +113,12 @@ _TABLE: tuple[CodeInfo, ...] = (
              "module show where (e.g. a symbolic or translation that computes something else).",
              "Fix the translation of that module (its symbolic, or custom_translation_table entry).",
              "export with the other exporter"),
+    CodeInfo("NUM005", "numerics", "PyTorch's fast path computes something else",
+             "In inference, nn.TransformerEncoder / nn.MultiheadAttention take a fast path (nested tensors) that "
+             "returns zeros at padded positions; the exported graph, like PyTorch's regular path, computes them.",
+             "Compare with torch.backends.mha.set_fastpath_enabled(False), or ignore padded positions "
+             "(they are masked downstream); enable_nested_tensor=False keeps PyTorch on the regular path.",
+             "compare with PyTorch's fast path disabled"),
     # ------------------------------------------------------------------ providers and devices
     CodeInfo("EP001", "providers", "Unknown execution provider name",
              "ONNX Runtime does not know the provider name (a misspelling); it would print a line and run on CPU.",

@@ -92,7 +92,7 @@ def spec_code(spec: ExportSpec) -> str:
     return "wb.ExportSpec(" + ", ".join(parts) + ")"
 
 
-_ORT_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+ (?:\S+::)+\S*\([^)]*\)\s*(?:\S+ )?")
+_ORT_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+ [\w:~]+\([^)]*\) ?")
 
 
 def short(value: Any, limit: int = 300) -> str:

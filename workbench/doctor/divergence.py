@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import html
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,7 +24,13 @@ from torch import nn
 
 from workbench.core._format import fmt_num, html_table, text_table
 from workbench.core._io import ModelLike, load_model
-from workbench.core.compare import OutputDiff, Tolerance, build_feed, flatten_outputs, resolve_tolerance
+from workbench.core.compare import (
+    OutputDiff,
+    Tolerance,
+    build_feed,
+    flatten_outputs,
+    resolve_tolerance,
+)
 from workbench.core.session import SessionConfig, open_session
 
 Scope = tuple[str, str]  # (module path, module type)
@@ -47,7 +55,11 @@ class NodeError:
 
 @dataclass
 class Divergence:
-    """Per compared node, the error against PyTorch; ``first`` is the first node beyond tolerance."""
+    """Per compared node, the error against PyTorch; ``first`` is the first node beyond tolerance.
+
+    ``path`` is the ONNX file the node names belong to (the exported graph, or the graph as ONNX
+    Runtime optimized it); ``bool()`` is True when no node diverges.
+    """
 
     nodes: list[NodeError]
     tolerance: str
@@ -56,6 +68,7 @@ class Divergence:
     graph: str = "exported graph"
     inputs: str = "the example"
     unmatched_modules: list[str] = field(default_factory=list)
+    path: Path | None = None
 
     @property
     def first(self) -> NodeError | None:
@@ -81,12 +94,12 @@ class Divergence:
         return [[n.node, n.op_type, n.module, n.module_type, str(list(n.shape)), n.max_abs, n.max_rel,
                  "ok" if n.ok else "DIVERGES"] for n in self.nodes]
 
-    _HEADERS = ["node", "op_type", "module", "module_type", "shape", "max_abs", "max_rel", "verdict"]
+    _HEADERS = ("node", "op_type", "module", "module_type", "shape", "max_abs", "max_rel", "verdict")
 
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self._rows(), columns=self._HEADERS)
+        return pd.DataFrame(self._rows(), columns=list(self._HEADERS))
 
     def text_table(self) -> str:
         return text_table(self._HEADERS, self._rows())
@@ -222,6 +235,7 @@ def layerwise(
     whose surviving value names are looked up there.
     """
     tol_name, rtol, atol = resolve_tolerance(tolerance)
+    path = Path(onnx_model) if isinstance(onnx_model, (str, os.PathLike)) else None
     proto = load_model(onnx_model)
     source = load_model(scope_source) if scope_source is not None else proto
     by_value = value_scopes(source)
@@ -238,7 +252,7 @@ def layerwise(
     candidates = {v for module in torch_out for v, _, _ in exits.get(module, [])}
     unmatched = [m for m in torch_out if not exits.get(m)]
     if not candidates:
-        return Divergence([], tol_name, rtol, atol, graph_label, inputs_label, sorted(unmatched))
+        return Divergence([], tol_name, rtol, atol, graph_label, inputs_label, sorted(unmatched), path)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
     existing = {o.name for o in copy.graph.output}
@@ -268,4 +282,4 @@ def layerwise(
         diff = OutputDiff.from_arrays(value, expected, actual.astype(expected.dtype, copy=False), rtol, atol)
         nodes.append(NodeError(node, op_type, value, module, torch_types.get(module, ""), tuple(actual.shape),
                                diff.max_abs, diff.max_rel, diff.mismatches, diff.total, diff.ok))
-    return Divergence(nodes, tol_name, rtol, atol, graph_label, inputs_label, sorted(set(unmatched)))
+    return Divergence(nodes, tol_name, rtol, atol, graph_label, inputs_label, sorted(set(unmatched)), path)

@@ -48,6 +48,8 @@ class Retry:
         text = f"{self.action} -> {verdict}"
         if self.detail:
             text += f": {self.detail}"
+        if len(self.tried) > 1:
+            text += f" (tried before: {'; '.join(self.tried[:-1])}, which did not pass)"
         return text
 
 
@@ -98,8 +100,8 @@ class Finding:
     def row(self) -> dict[str, Any]:
         return {"code": self.code, "severity": self.severity, "category": self.category, "title": self.title,
                 "module": self.module, "node": self.node, "location": self.location, "cause": self.cause,
-                "fix": self.fix, "retry": self.retry.action if self.retry else None,
-                "retry_ok": self.retry.ok if self.retry else None}
+                "fix": self.fix, "retry": self.retry.action if self.retry is not None else None,
+                "retry_ok": self.retry.ok if self.retry is not None else None}
 
     def text(self) -> str:
         lines = [f"[{self.code}] {self.title} ({self.severity})",
@@ -158,28 +160,33 @@ class Diagnosis:
 
     @property
     def export(self) -> ExportResult | None:
-        return self.attempt.export if self.attempt else None
+        return self.attempt.export if self.attempt is not None else None
 
     @property
     def path(self) -> Path | None:
-        return self.export.path if self.export else None
+        return self.export.path if self.export is not None else None
 
     @property
     def comparison(self) -> Comparison | None:
-        return self.attempt.comparison if self.attempt else None
+        return self.attempt.comparison if self.attempt is not None else None
 
     @property
     def probes(self) -> ProbeReport | None:
-        return self.attempt.probes if self.attempt else None
+        return self.attempt.probes if self.attempt is not None else None
 
     @property
     def first_divergent_node(self) -> str | None:
-        return self.divergence.first_divergent_node if self.divergence else None
+        return self.divergence.first_divergent_node if self.divergence is not None else None
+
+    @property
+    def divergence_path(self) -> Path | None:
+        """The ONNX file ``first_divergent_node`` and ``node_errors`` name nodes of."""
+        return self.divergence.path if self.divergence is not None else None
 
     @property
     def node_errors(self) -> dict[str, float]:
         """ONNX node name -> max abs error against PyTorch (nodes with a PyTorch counterpart)."""
-        return self.divergence.node_errors if self.divergence else {}
+        return self.divergence.node_errors if self.divergence is not None else {}
 
     @property
     def retried(self) -> list[Finding]:
@@ -221,7 +228,7 @@ class Diagnosis:
         lines = [self._headline(), self.stage_line()]
         for f in self.findings:
             retry = f"  retry: {'PASSES' if f.retry.ok else 'still fails' if f.retry.ok is False else 'not run'}" \
-                if f.retry else ""
+                if f.retry is not None else ""
             where = f.module or f.node or f.location
             lines.append(f"  [{f.code}] {f.title}" + (f" at {where}" if where else "") + retry)
         return "\n".join(lines)

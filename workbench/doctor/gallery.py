@@ -37,7 +37,7 @@ class BrokenModel:
     tolerance: str = "fp32"
 
     def diagnose(self, **kwargs: Any) -> Diagnosis:
-        from workbench.doctor.diagnose import diagnose
+        from workbench.doctor.engine import diagnose
 
         return diagnose(self.model, self.example_inputs, self.spec, config=self.config, tolerance=self.tolerance,
                         name=self.name, **kwargs)
@@ -190,6 +190,14 @@ def ort_gelu_approximation() -> BrokenModel:
                        _spec(("x",)), config)
 
 
+def transformer_fastpath() -> BrokenModel:
+    g = _seed()
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[1, 4:] = True
+    return BrokenModel("transformer_fastpath", gm.PaddedEncoder().eval(), (torch.randn(2, 6, 16, generator=g), padding),
+                       _spec(("x", "padding")))
+
+
 def symbolic_drift() -> BrokenModel:
     g = _seed()
     model = gm.TwoBlocks(nn.GELU(), gm.Apply(gm.TanhGelu)).eval()
@@ -257,6 +265,8 @@ CASES: tuple[GalleryCase, ...] = (
                 fp16_tolerance, {"passes_at": "fp16"}),
     GalleryCase("ort_gelu_approximation", "numerics", "NUM003", "ONNX Runtime's opt-in GELU approximation",
                 ort_gelu_approximation, {"optimizer": "GeluApproximation", "module": "b2.act", "level": "extended"}),
+    GalleryCase("transformer_fastpath", "numerics", "NUM005", "padded TransformerEncoder: fast path vs graph",
+                transformer_fastpath, {"module": "enc", "module_type": "TransformerEncoder"}),
     GalleryCase("symbolic_drift", "divergence", "NUM004", "a symbolic computing tanh-GELU for exact GELU",
                 symbolic_drift, {"module": "b2.act", "node": "/b2/act/"}),
     GalleryCase("misspelled_provider", "providers", "EP001", "'CudaExecutionProvider'",

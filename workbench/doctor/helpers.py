@@ -29,7 +29,7 @@ def export_with_diagnosis(
     try:
         return export(model, example_inputs, path, spec)
     except ExportError as err:
-        from workbench.doctor.diagnose import diagnose
+        from workbench.doctor.engine import diagnose
 
         diagnosis = diagnose(model, example_inputs, spec, config=config, tolerance=tolerance, retry=retry)
         err.diagnosis = diagnosis

@@ -9,7 +9,12 @@ from typing import Any, Callable
 import torch
 
 from workbench.doctor.attempt import signature
-from workbench.doctor.context import Context, other_exporter_retry, other_exporter_spec, short
+from workbench.doctor.context import (
+    Context,
+    other_exporter_retry,
+    other_exporter_spec,
+    short,
+)
 from workbench.doctor.findings import Finding, Retry
 from workbench.doctor.trace import CallSite
 from workbench.errors import InvalidInputError, SpecError
@@ -17,7 +22,7 @@ from workbench.errors import InvalidInputError, SpecError
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CALL = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)')
-_DEFINED_AT = re.compile(r"^(\S.*?)\((\d+)\): (\S+)$", re.M)
+_DEFINED_AT = re.compile(r"^(\S.*?)\((\d+)\): (\S+)$", re.MULTILINE)
 _OPSET = re.compile(r"Exporting the operator '([\w:.]+)' to ONNX opset version (\d+) is not supported\. "
                     r"Support for this operator was added in version (\d+)")
 _TS_UNSUPPORTED = re.compile(r"Exporting the operator '([\w:.]+)' to ONNX opset version (\d+) is not supported")

@@ -8,10 +8,16 @@ from typing import Any
 import onnx
 import torch
 
-from workbench.core.compare import TOLERANCES, OutputDiff, build_feed, compare_arrays
+from workbench.core.compare import (
+    TOLERANCES,
+    OutputDiff,
+    build_feed,
+    compare_arrays,
+    run_torch,
+)
 from workbench.core.placement import Placement, placement
 from workbench.core.session import SessionConfig, open_session
-from workbench.doctor.attempt import signature
+from workbench.doctor.attempt import eval_mode, fastpath, signature
 from workbench.doctor.bisect import bisect_optimizations
 from workbench.doctor.context import Context, other_exporter_retry, short
 from workbench.doctor.divergence import Divergence, layerwise, value_scopes
@@ -131,6 +137,9 @@ def compare_findings(ctx: Context) -> list[Finding]:
                 {**worst, "tolerance": cmp.tolerance, "passes_at": "fp16"},
                 "wb.compare(model, path, inputs, tolerance='fp16')  # or wb.diagnose(..., tolerance='fp16')",
                 Retry(action, {"tolerance": "fp16"}, settings=[(action, ctx.setting.replace(tolerance="fp16"))]))]
+    fast = _fastpath_finding(ctx, cmp, worst)
+    if fast is not None:
+        return [fast]
     config = ctx.setting.config
     feeds = [build_feed(att.session, list(ctx.setting.inputs))]
     expected = [[o.expected for o in cmp.outputs]]
@@ -155,6 +164,31 @@ def compare_findings(ctx: Context) -> list[Finding]:
         "Check how that module is translated (its symbolic, custom_translation_table entry or decomposition) "
         "against its PyTorch forward; compare layer by layer with wb.doctor.layerwise(model, path, inputs).",
         other_exporter_retry(ctx))]
+
+
+_FAST_PATH_MODULES = (torch.nn.TransformerEncoder, torch.nn.TransformerEncoderLayer, torch.nn.MultiheadAttention)
+
+
+def _fastpath_finding(ctx: Context, cmp: Any, worst: dict[str, Any]) -> Finding | None:
+    """NUM005: PyTorch's transformer fast path (nested tensors) disagrees; its regular path matches ORT."""
+    modules = [(n, type(m).__name__) for n, m in ctx.model.named_modules() if isinstance(m, _FAST_PATH_MODULES)]
+    if not modules or not ctx.setting.fastpath or not torch.backends.mha.get_fastpath_enabled():
+        return None
+    with eval_mode(ctx.model, ctx.setting.eval_mode), fastpath(False):
+        regular = run_torch(ctx.model, ctx.setting.inputs)
+    if not compare_arrays(regular, [o.actual for o in cmp.outputs], ctx.setting.tolerance).ok:
+        return None
+    zeros = sum(int(((o.expected == 0) & (o.actual != 0)).sum()) for o in cmp.outputs)
+    action = "compare with PyTorch's fast path disabled"
+    return Finding(
+        "NUM005", "PyTorch's fast path computes something else",
+        f"{modules[0][1]} {modules[0][0]!r} runs PyTorch's inference fast path, which returns zeros at padded "
+        f"positions ({zeros} values here); the exported graph computes them like PyTorch's regular path, "
+        "which ONNX Runtime matches.",
+        {**worst, "module": modules[0][0], "module_type": modules[0][1], "zeros_in_pytorch": zeros},
+        "torch.backends.mha.set_fastpath_enabled(False)  # when comparing; or ignore padded positions\n"
+        "# or build the encoder with enable_nested_tensor=False",
+        Retry(action, {"fastpath": False}, settings=[(action, ctx.setting.replace(fastpath=False))]))
 
 
 def _optimizer_finding(ctx: Context, worst: dict[str, Any]) -> Finding:

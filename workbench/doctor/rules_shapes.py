@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from workbench.core.compare import build_feed
 from workbench.core.inputs import resize_inputs
 from workbench.core.probe import ProbeCase, ProbeReport
 from workbench.doctor.attempt import signature
-from workbench.doctor.context import Context, at_least_two, other_exporter_retry, other_exporter_spec, short
+from workbench.doctor.context import (
+    Context,
+    at_least_two,
+    other_exporter_retry,
+    other_exporter_spec,
+    short,
+)
 from workbench.doctor.divergence import layerwise
 from workbench.doctor.findings import Finding, Retry
 from workbench.doctor.rules_run import node_place
@@ -101,13 +108,27 @@ def _fixed_by_model(ctx: Context, report: ProbeReport, explained: set[str]) -> l
     return out
 
 
+def _full_message(ctx: Context, case: ProbeCase) -> str:
+    """The whole ONNX Runtime message at a failing probe (the probe report keeps a shortened one)."""
+    spec, session = ctx.spec, ctx.attempt.session
+    if spec is None or session is None:
+        return case.message
+    inputs = resize_inputs(ctx.setting.inputs, spec.input_names, spec.dynamic_axes, case.sizes, seed=1)
+    try:
+        session.run(None, build_feed(session, list(inputs)))
+    except Exception as exc:
+        return short(exc, 1000)
+    return case.message
+
+
 def _baked(ctx: Context, report: ProbeReport, cases: list[ProbeCase]) -> Finding:
-    first = cases[0]
-    node = next((m.group(1) for c in cases for m in [_NODE.search(c.message)] if m), None)
+    first = next((c for c in cases if _NODE.search(c.message)), cases[0])
+    message = _full_message(ctx, first)
+    node = next((m.group(1) for m in [_NODE.search(message), _NODE.search(first.message)] if m), None)
     evidence: dict[str, Any] = {**(node_place(ctx, node) if node else {}), "failing_sizes": _sizes_text(cases),
-                                "example_sizes": dict(report.example), "probe_message": short(first.message, 240),
+                                "example_sizes": dict(report.example), "probe_message": short(message, 400),
                                 "exporter": ctx.setting.exporter}
-    requested = _REQUESTED.search(first.message)
+    requested = _REQUESTED.search(message)
     baked = []
     if requested:
         numbers = [int(x) for x in requested.group(1).replace(" ", "").split(",") if x.lstrip("-").isdigit()]

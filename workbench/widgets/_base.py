@@ -8,8 +8,10 @@ import html
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
+import anywidget
 import ipywidgets as widgets
 import traitlets
 import plotly.graph_objects as go
@@ -207,40 +209,54 @@ def _safely(fn: Callable[..., None], value: Any, on_error: Callable[[BaseExcepti
 
 
 def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str = "") -> None:
-    """Make ``target`` show ``figure``'s traces and layout, in one batch of messages.
+    """Make ``target`` show ``figure``'s traces and layout.
 
-    The traces are replaced. When the layout has the same keys and template as the last one shown
-    (a redraw of the same kind of figure), only the keys whose values changed are set: replacing
-    the whole layout re-validates plotly's template (~60 ms a figure). Otherwise the layout is
-    replaced, and keys the old one had and the new one lacks are cleared in the browser too.
+    A redraw of the same kind of figure (same trace types and keys, same layout keys and template)
+    is sent as one ``Plotly.update`` (restyle + relayout in one batch): the browser draws once, and
+    plotly's template is not validated again (~60 ms a figure). Any other figure replaces the
+    traces and the layout; layout keys the old one had and the new one lacks are cleared too.
     """
     if title_suffix and figure.layout.title.text:
         figure.layout.title.text = f"{figure.layout.title.text} \u00b7 {title_suffix}"
     new_layout = figure.layout.to_plotly_json()
     old_layout: dict[str, Any] | None = getattr(target, "_wb_layout", None)
-    same_kind = (old_layout is not None and set(old_layout) == set(new_layout)
-                 and old_layout.get("template") == new_layout.get("template"))
-    with target.batch_update():
-        target.data = ()
-        target.add_traces(list(figure.data))
-        if same_kind:
+    new_traces = [t.to_plotly_json() for t in figure.data]
+    old_traces: list[dict[str, Any]] = getattr(target, "_wb_traces", [])
+    same_layout = (old_layout is not None and set(old_layout) == set(new_layout)
+                   and old_layout.get("template") == new_layout.get("template"))
+    same_traces = (same_layout and len(old_traces) == len(new_traces) == len(target.data)
+                   and all(o.get("type") == n.get("type") and set(o) == set(n) for o, n in zip(old_traces, new_traces)))
+    if same_traces:
+        with target.batch_update():
+            for trace, values in zip(target.data, new_traces):
+                trace.update({k: v for k, v in values.items() if k not in ("type", "uid")}, overwrite=True)
             for key, value in new_layout.items():
                 if old_layout[key] != value:  # type: ignore[index]
                     target.layout[key] = value
-        else:
+    else:
+        with target.batch_update():
+            target.data = ()
+            target.add_traces(list(figure.data))
             target.layout = figure.layout
-    if not same_kind and old_layout is not None:
-        stale = {key: None for key in set(old_layout) - set(new_layout) if key != "template"}
+        stale = {key: None for key in set(old_layout or {}) - set(new_layout) if key != "template"}
         if stale:
             target.plotly_relayout(stale)
     target._wb_layout = new_layout
+    target._wb_traces = new_traces
 
 
 def figure_widget(height: int = 380) -> go.FigureWidget:
-    """An empty FigureWidget to be filled by ``show_figure``."""
+    """An empty FigureWidget, sized to its container (see ``ResizeNudge``), to be filled by ``show_figure``."""
     fig = go.FigureWidget()
+    fig._config = {"responsive": True, "displaylogo": False}
     fig.update_layout(height=height, template="plotly_white", margin=dict(l=50, r=20, t=50, b=40))
     return fig
+
+
+class ResizeNudge(anywidget.AnyWidget):
+    """Invisible; put one in a panel with figures so they fit the panel once its tab is shown."""
+
+    _esm = Path(__file__).with_name("resize.js")
 
 
 class Panel(widgets.VBox):

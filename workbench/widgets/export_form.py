@@ -162,19 +162,36 @@ class ExportForm(Panel):
         self.path = str(result.path)
 
     def _failed(self, exc: BaseException, spec: ExportSpec) -> None:
+        """Show the failure at once; then, for an exporter failure, ask the doctor and show its answer."""
         if self._cancelled:
             return
         diagnosis = getattr(exc, "diagnosis", None)
-        if diagnosis is None and isinstance(exc, ExportError):
-            diagnosis = run_doctor(self.model, self.example_inputs, spec)
+        ask_doctor = diagnosis is None and isinstance(exc, ExportError) and doctor_available()
+        stage = getattr(exc, "stage", None) or ("spec" if type(exc).__name__ == "SpecError" else "export")
+        title = f"Export failed at the {stage} stage"
         self.exception = exc
         self.diagnosis = diagnosis
+        waiting = f"<p>{_SPINNER}Asking the doctor what went wrong\u2026</p>" if ask_doctor else ""
+        self._fail(exc, title=title, details=waiting + failure_details(exc, diagnosis))
+        if ask_doctor:
+            diagnosis = run_doctor(self.model, self.example_inputs, spec)
+            if self._cancelled or self.exception is not exc:
+                return
+            self.diagnosis = diagnosis
+            self._fail(exc, title=title, details=failure_details(exc, diagnosis))
         self._busy(False)
-        stage = getattr(exc, "stage", None) or ("spec" if type(exc).__name__ == "SpecError" else "export")
-        self._fail(exc, title=f"Export failed at the {stage} stage", details=failure_details(exc, diagnosis))
 
     def __repr__(self) -> str:
         return f"ExportForm({type(self.model).__name__}, state={self.state!r}, path={self.path!r})"
+
+
+def doctor_available() -> bool:
+    """Whether ``workbench.doctor.diagnose`` can be imported."""
+    try:
+        from workbench import doctor
+    except ImportError:
+        return False
+    return callable(getattr(doctor, "diagnose", None))
 
 
 def run_doctor(model: nn.Module, inputs: tuple[Any, ...], spec: ExportSpec) -> Any:

@@ -11,7 +11,7 @@ import traitlets
 
 from workbench.core.graph import ModelSummary, TensorInfo, summarize
 from workbench.viz import op_histogram_figure
-from workbench.widgets._base import LatestWorker, Panel, escape, figure_widget, show_figure
+from workbench.widgets._base import LatestWorker, Panel, ResizeNudge, escape, figure_widget, show_figure
 from workbench.widgets.netron import NetronView
 
 
@@ -65,7 +65,7 @@ class GraphInspector(Panel):
         body = [widgets.HBox([self.tables, ops_box])]
         if self.netron is not None:
             body.append(self.netron)
-        super().__init__(children=[widgets.HTML("<b>Graph</b>"), self.status, *body])
+        super().__init__(children=[widgets.HTML("<b>Graph</b>"), self.status, *body, ResizeNudge()])
         self.add_class("wb-graph-inspector")
         self._set_state("idle", "No model yet: export one, or pass a path.")
         if path:

@@ -21,7 +21,7 @@ from workbench.core.session import SessionConfig, open_session
 from workbench.core.spec import ExportSpec
 from workbench.errors import InvalidInputError
 from workbench.viz import error_bars, error_histogram, values_scatter
-from workbench.widgets._base import LatestWorker, Panel, escape, figure_widget, show_figure
+from workbench.widgets._base import LatestWorker, Panel, ResizeNudge, escape, figure_widget, show_figure
 
 
 def badge_html(comparison: Comparison, config: SessionConfig) -> str:
@@ -90,7 +90,7 @@ class LiveDiff(Panel):
         controls = widgets.HBox([*self.sliders.values(), self.tolerance_picker],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__(children=[widgets.HTML("<b>PyTorch vs ONNX Runtime</b>"), controls, self.badge,
-                                   self.status, plots])
+                                   self.status, plots, ResizeNudge()])
         self.add_class("wb-live-diff")
         with self.hold_trait_notifications():
             self.config = config or SessionConfig()

@@ -18,7 +18,7 @@ from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, sweep
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
-from workbench.widgets._base import Panel, Worker, escape, figure_widget, show_figure
+from workbench.widgets._base import Panel, ResizeNudge, Worker, escape, figure_widget, show_figure
 
 #: Seconds between live redraws of the plots while a sweep runs.
 LIVE_REDRAW_S = 0.75
@@ -106,7 +106,8 @@ class LatencySweep(Panel):
         half = widgets.Layout(width="50%")
         plots = widgets.HBox([widgets.Box([self.latency], layout=half), widgets.Box([self.speedup], layout=half)])
         csv = widgets.HBox([self.csv_path, self.csv_button])
-        super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), grid, self.status, plots, self.table, csv])
+        super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), grid, self.status, plots, self.table, csv,
+                                   ResizeNudge()])
         self.add_class("wb-latency-sweep")
         self.extra_config = extra_config
         self.onnx_path = str(onnx_path) if onnx_path else ""

@@ -19,9 +19,19 @@ from workbench.doctor.attempt import Attempt, Setting, run_attempt
 from workbench.doctor.context import Context
 from workbench.doctor.findings import Diagnosis, Finding
 from workbench.doctor.rules_export import export_findings
-from workbench.doctor.rules_run import (checker_findings, compare_findings, placement_findings, session_findings,
-                                        values_findings)
-from workbench.doctor.rules_setup import axes_key_findings, device_findings, provider_findings, training_findings
+from workbench.doctor.rules_run import (
+    checker_findings,
+    compare_findings,
+    placement_findings,
+    session_findings,
+    values_findings,
+)
+from workbench.doctor.rules_setup import (
+    axes_key_findings,
+    device_findings,
+    provider_findings,
+    training_findings,
+)
 from workbench.doctor.rules_shapes import probe_findings
 from workbench.errors import ExportError, InvalidInputError, SpecError
 

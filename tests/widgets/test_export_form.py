@@ -1,0 +1,141 @@
+"""ExportForm: prefilled fields, the spec they make, export off the main thread, failures shown."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+import workbench.widgets.export_form as export_form
+from workbench.widgets import ExportForm
+
+
+class Unexportable(nn.Module):
+    """The torchscript exporter has no ONNX symbolic for eigvals: fails fast at the translate stage."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.eigvals(x).real
+
+
+def test_fields_are_prefilled_from_the_spec(mlp: wb.zoo.ZooModel) -> None:
+    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec)
+    assert form.axes.input_names() == ("x",) and form.axes.output_names() == ("y",)
+    assert form.axes.dynamic_axes() == {"x": {0: "batch"}, "y": {0: "batch"}}
+    assert [r.shape for r in form.axes.rows] == [(2, 16), (2, 4)]
+    assert form.opset.value == 18 and form.exporter.value == "dynamo"
+    assert form.output_path.value == "mlp.onnx" and form.state == "idle" and form.path == ""
+
+
+def test_without_a_spec_names_come_from_forward_and_outputs(mlp: wb.zoo.ZooModel) -> None:
+    form = ExportForm(mlp.model, mlp.example_inputs)
+    assert form.axes.input_names() == ("x",)  # MLP.forward(self, x)
+    assert form.axes.output_names() == ("output",)
+    assert form.axes.dynamic_axes() == {}
+
+
+def test_fields_make_the_spec(mlp: wb.zoo.ZooModel) -> None:
+    form = ExportForm(mlp.model, mlp.example_inputs)
+    form.axes.row("x").name.value = "features"
+    form.axes.row("features").dims[0].value = "n"
+    form.axes.row("output").dims[0].value = "n"
+    form.exporter.value, form.opset.value = "torchscript", 17
+    spec = form.spec_from_fields()
+    assert spec == wb.ExportSpec(input_names=("features",), output_names=("output",),
+                                 dynamic_axes={"features": {0: "n"}, "output": {0: "n"}}, exporter="torchscript", opset=17)
+
+
+def test_export_runs_off_the_main_thread_and_sets_path(mlp: wb.zoo.ZooModel, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    real = export_form.export
+
+    def spy(*args: Any, **kwargs: Any) -> wb.ExportResult:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_form, "export", spy)
+    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec.replace(exporter="torchscript", opset=17),
+                      path=tmp_path / "mlp.onnx")
+    paths: list[str] = []
+    form.observe(lambda change: paths.append(change["new"]), names="path")
+    form.export_button.click()
+    assert form.wait(60)
+    assert threads == ["workbench-export"]
+    assert form.state == "done" and form.error == "" and form.exception is None
+    assert paths == [str(tmp_path / "mlp.onnx")] and Path(form.path).exists()
+    assert form.result is not None and form.result.summary.inputs[0].dims == ("batch", 16)
+    html = form.status.value
+    assert "Exported" in html and "torchscript" in html and "[batch, 16]" in html
+    assert not form.export_button.disabled and form.cancel_button.disabled
+
+
+def test_exporter_failure_is_shown_with_the_diagnosis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Diagnosis:
+        def _repr_html_(self) -> str:
+            return "<p>EIGVALS-HAS-NO-SYMBOLIC: use the dynamo exporter</p>"
+
+    calls: list[Any] = []
+    fake = types.ModuleType("workbench.doctor")
+    fake.diagnose = lambda model, inputs, spec: calls.append(spec) or Diagnosis()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "workbench.doctor", fake)
+    monkeypatch.setattr(wb, "doctor", fake, raising=False)
+    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
+                      path=tmp_path / "bad.onnx")
+    form.export()
+    assert form.wait(60)
+    assert form.state == "failed" and isinstance(form.exception, wb.ExportError)
+    assert "Export failed at the translate stage" in form.status.value
+    assert "linalg_eigvals" in form.error
+    assert "EIGVALS-HAS-NO-SYMBOLIC" in form.status.value and isinstance(form.diagnosis, Diagnosis)
+    assert calls and calls[0].exporter == "torchscript"
+    assert form.path == "" and not (tmp_path / "bad.onnx").exists()
+
+
+def test_without_the_doctor_the_message_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_form, "doctor_available", lambda: False)
+    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
+                      path=tmp_path / "bad.onnx")
+    form.export()
+    assert form.wait(60) and form.state == "failed" and form.diagnosis is None
+    assert "UnsupportedOperatorError" in form.status.value and "Diagnosis" not in form.status.value
+
+
+def test_bad_fields_end_in_a_visible_error(mlp: wb.zoo.ZooModel) -> None:
+    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec)
+    form.axes.row("y").name.value = "x"  # two tensors named x
+    form.export_button.click()  # the handler raises SpecError: it must be shown, not lost
+    assert form.state == "failed" and "SpecError" in form.error and "duplicates" in form.status.value
+
+
+def test_cancel_discards_the_running_export(mlp: wb.zoo.ZooModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    real = export_form.export
+
+    def slow(*args: Any, **kwargs: Any) -> wb.ExportResult:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_form, "export", slow)
+    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec.replace(exporter="torchscript", opset=17),
+                      path=tmp_path / "mlp.onnx")
+    form.export()
+    assert form.state == "running" and form.export_button.disabled and not form.cancel_button.disabled
+    form.cancel_button.click()
+    assert form.state == "cancelled" and not form.export_button.disabled
+    release.set()
+    assert form.wait(60)
+    assert form.state == "cancelled" and form.path == "" and form.result is None
+
+
+def test_a_model_in_training_mode_is_flagged_before_export(mlp: wb.zoo.ZooModel) -> None:
+    model = wb.zoo.get("mlp").model.train()
+    form = ExportForm(model, mlp.example_inputs)
+    assert form.state == "failed" and "training mode" in form.error
+    assert form.axes.input_names() == ("x",)  # still prefilled from the signature

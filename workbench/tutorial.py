@@ -1,0 +1,261 @@
+"""Settings and small presentation helpers for the guided notebooks (``notebooks/``).
+
+    >>> from workbench import tutorial
+    >>> work = tutorial.setup("03_validate")      # banner, quiet ORT log, this notebook's folder
+    >>> tutorial.SMOKE, tutorial.settings.runs    # smoke mode when the environment has CI set
+
+The notebooks hold no logic of their own: what they compute comes from ``workbench``'s core, the
+doctor and the viz functions; this module only sizes the runs (``SMOKE``/``settings``), places the
+files (``shared`` for exports several notebooks reuse through ``wb.export``'s cache, ``workdir``
+for each notebook's own files, both under ``notebooks/artifacts/`` or ``$WB_ARTIFACTS``), and turns
+results into small tables. The demo models of notebook 08 live in ``workbench.tutorial_ops``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+#: Smoke mode: smaller models and fewer repetitions, so that CI runs every notebook quickly.
+SMOKE: bool = "CI" in os.environ
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much the notebooks measure: repetitions and the sizes of benchmarks and sweeps."""
+
+    runs: int
+    warmup: int
+    batch: int
+    seq: int
+    sweep_batches: tuple[int, ...]
+    sweep_seqs: tuple[int, ...]
+    sweep_runs: int
+    sweep_warmup: int
+
+
+SMOKE_SETTINGS = Settings(runs=20, warmup=3, batch=4, seq=32, sweep_batches=(1, 4, 16), sweep_seqs=(16, 64),
+                          sweep_runs=8, sweep_warmup=2)
+FULL_SETTINGS = Settings(runs=200, warmup=20, batch=8, seq=128, sweep_batches=(1, 2, 4, 8, 16, 32),
+                         sweep_seqs=(32, 128, 256), sweep_runs=50, sweep_warmup=5)
+
+#: The settings in force: ``SMOKE_SETTINGS`` in smoke mode, else ``FULL_SETTINGS``.
+settings: Settings = SMOKE_SETTINGS if SMOKE else FULL_SETTINGS
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+# ---------------------------------------------------------------------------------------------
+
+
+def artifacts_root() -> Path:
+    """``$WB_ARTIFACTS``, else ``artifacts/`` in the working directory (the notebook's folder)."""
+    return Path(os.environ.get("WB_ARTIFACTS") or Path.cwd() / "artifacts").resolve()
+
+
+def shared(filename: str) -> Path:
+    """A path in the folder every notebook shares (one per mode, so smoke and full models do not
+    overwrite each other's exports): export there and the next notebook gets a cache hit."""
+    folder = artifacts_root() / ("shared-smoke" if SMOKE else "shared")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
+
+
+def workdir(notebook: str) -> Path:
+    """This notebook's own folder under the artifacts root (created)."""
+    folder = artifacts_root() / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers in the notebooks depend on: cores, threads, versions, providers, GPU."""
+    import onnxruntime as ort
+    import torch
+
+    from workbench.core.iobinding import cuda_available
+
+    return {
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": ort.__version__,
+        "providers": ", ".join(ort.get_available_providers()), "CUDA": cuda_available(),
+    }
+
+
+def setup(notebook: str) -> Path:
+    """Print the mode and the machine, quiet ONNX Runtime's own log (every failure the notebooks
+    show is kept in a workbench result), and return this notebook's working folder."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    folder = workdir(notebook)
+    mode = "smoke mode (CI is set): small models, few repetitions" if SMOKE else "full mode"
+    facts = "; ".join(f"{k}: {v}" for k, v in machine().items())
+    print(f"{notebook} in {mode}\n{facts}\nfiles: {folder}")
+    return folder
+
+
+def no_gpu(what: str) -> None:
+    """Say plainly what a GPU cell would show, on a machine without CUDA."""
+    print(f"No CUDA device here, so this cell did not run. On a machine with one, it {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables from results
+# ---------------------------------------------------------------------------------------------
+
+
+def op_table(models: Mapping[str, Any], *, top: int | None = None) -> Any:
+    """Op counts side by side: ``{label: ModelSummary or op Counter}`` -> DataFrame (op x label)."""
+    import pandas as pd
+
+    columns = {label: dict(getattr(m, "op_histogram", m)) for label, m in models.items()}
+    frame = pd.DataFrame(columns).fillna(0).astype(int)
+    frame = frame.loc[frame.max(axis=1).sort_values(ascending=False, kind="stable").index]
+    frame.index.name = "op_type"
+    return frame.head(top) if top else frame
+
+
+def inferred_shapes(summary: Any, *, limit: int = 12) -> Any:
+    """The first ``limit`` intermediate values of a ``ModelSummary`` with the shapes ONNX shape
+    inference gave them (symbolic dims stay names)."""
+    import pandas as pd
+
+    rows = [(name, info.dtype, info.shape_text) for name, info in list(summary.intermediate.items())[:limit]]
+    return pd.DataFrame(rows, columns=["value", "dtype", "inferred shape"])
+
+
+def files(folder: str | os.PathLike[str], pattern: str = "*") -> Any:
+    """Files in ``folder`` matching ``pattern`` with their sizes."""
+    import pandas as pd
+
+    from workbench.core._format import fmt_bytes
+
+    rows = [(p.name, p.stat().st_size, fmt_bytes(p.stat().st_size))
+            for p in sorted(Path(folder).glob(pattern)) if p.is_file()]
+    return pd.DataFrame(rows, columns=["file", "bytes", "size"])
+
+
+def side_by_side(base: Any, other: Any, names: tuple[str, str] = ("fp32", "int8")) -> Any:
+    """Median latency per (batch, seq) of two sweeps' ONNX Runtime rows, and their ratio
+    (``other / base``: above 1 means ``other`` was slower in this run)."""
+    import pandas as pd
+
+    def medians(result: Any) -> Any:
+        frame = result.to_pandas()
+        frame = frame[(frame.config != "eager") & frame.error.isna()]
+        return frame.groupby(["batch", "seq"], dropna=False).p50.min() * 1e3
+
+    frame = pd.DataFrame({f"{names[0]} p50 ms": medians(base), f"{names[1]} p50 ms": medians(other)})
+    frame[f"{names[1]} / {names[0]}"] = frame.iloc[:, 1] / frame.iloc[:, 0]
+    return frame.round(3)
+
+
+def slower_cells(table: Any) -> str:
+    """A sentence naming the cells of a ``side_by_side`` table where the second model was slower."""
+    ratio = table.columns[-1]
+    slow = table[table[ratio] > 1.0]
+    other = ratio.split(" / ")[0]
+    if slow.empty:
+        return f"In this run {other} was faster than {ratio.split(' / ')[1]} at every measured size."
+    cells = ", ".join(f"batch {b} x seq {s} ({r:.2f}x)" for (b, s), r in slow[ratio].items())
+    return f"In this run {other} was slower at: {cells}."
+
+
+def speedups(result: Any) -> Any:
+    """ONNX Runtime's speed-up over eager PyTorch from a sweep, as a batch x seq table."""
+    frame = result.to_pandas()
+    frame = frame[(frame.config != "eager") & frame.speedup.notna()]
+    return frame.pivot_table(index="batch", columns="seq", values="speedup", aggfunc="max").round(2)
+
+
+def of_peak(result: Any, peak: Any) -> Any:
+    """Achieved GFLOP/s of each sweep cell and its fraction of the measured matmul peak."""
+    frame = result.to_pandas()[["config", "batch", "seq", "p50", "gflops"]].copy()
+    frame["p50 ms"] = (frame.pop("p50") * 1e3).round(3)
+    frame["of peak"] = (frame.gflops / peak.gflops).round(3)
+    frame["gflops"] = frame.gflops.round(2)
+    return frame
+
+
+def levels_with_latency(levels: Mapping[str, Any], result: Any, batch: int, seq: int | None) -> Any:
+    """``OptLevels`` (what ``viz.opt_levels_figure`` draws) from ``optimize_levels`` results and a
+    sweep that timed one config per level at (``batch``, ``seq``)."""
+    from workbench.core.pipeline_results import OptLevels
+
+    latency = {lv: result.measurement(f"CPU/{lv}", batch, seq) for lv in levels}
+    return OptLevels(results=dict(levels), latency=latency)
+
+
+def time_call(label: str, call: Callable[[], Any], *, runs: int, warmup: int,
+              batch_size: int | None = None) -> Any:
+    """A ``Measurement`` of a no-argument call (``wb.benchmark`` takes modules and sessions only;
+    this times anything else the same way, e.g. ``binder.run``)."""
+    from workbench.core.bench import Measurement, _time_calls, check_budget
+
+    runs_checked, _ = check_budget(warmup, runs, None)
+    return Measurement(label, _time_calls(call, warmup, runs_checked, None), batch_size=batch_size, warmup=warmup)
+
+
+def time_configs(path: str | os.PathLike[str], inputs: Any, configs: Mapping[str, Any], *,
+                 runs: int, warmup: int) -> Any:
+    """Median and p95 latency of one session per named ``SessionConfig``, and the CPU time the
+    process spent per call (threads that spin between calls show up there, not in latency)."""
+    import pandas as pd
+
+    from workbench.core.bench import benchmark
+    from workbench.core.session import open_session
+
+    rows = []
+    for label, config in configs.items():
+        session = open_session(path, config)
+        cpu = time.process_time()
+        m = benchmark(session, inputs, runs=runs, warmup=warmup, label=label)
+        cpu_per_call = (time.process_time() - cpu) / (runs + warmup)
+        rows.append((label, config.intra_op_threads, config.inter_op_threads, config.execution_mode,
+                     config.allow_spinning, m.p50 * 1e3, m.p95 * 1e3, cpu_per_call * 1e3, m.noisy))
+        del session
+    columns = ["config", "intra", "inter", "mode", "spinning", "p50 ms", "p95 ms", "cpu ms/call", "noisy"]
+    return pd.DataFrame(rows, columns=columns).round(3)
+
+
+def gallery_table() -> Any:
+    """The doctor's gallery of broken models: name, category, the code it must find, what is broken."""
+    import pandas as pd
+
+    from workbench.doctor import gallery
+
+    return pd.DataFrame([(c.name, c.category, c.code, c.description) for c in gallery.CASES],
+                        columns=["case", "category", "code", "what is broken"])
+
+
+def diagnose_cases(names: list[str], *, retry: bool = True) -> Any:
+    """Run the doctor on gallery cases; one row per case: the code expected and found, whether the
+    finding points at the right place, the automatic retry's verdict and the time taken."""
+    import pandas as pd
+
+    from workbench.doctor import gallery
+
+    rows = []
+    for name in names:
+        case = gallery.get(name)
+        diagnosis = case.build().diagnose(retry=retry)
+        finding = diagnosis.finding(case.code)
+        retry_ok = finding.retry.ok if finding is not None and finding.retry is not None else None
+        problems = case.check(diagnosis)
+        rows.append((name, case.code, ", ".join(diagnosis.codes), "yes" if not problems else "; ".join(problems),
+                     {True: "passes", False: "still fails", None: "-"}[retry_ok], round(diagnosis.duration_s, 2)))
+    return pd.DataFrame(rows, columns=["case", "expected", "found", "right place", "retry", "seconds"])
+
+
+def show_source(obj: Any) -> Any:
+    """The source of a function or class, highlighted (for reading the demo code next to its use)."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
