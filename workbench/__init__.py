@@ -26,13 +26,14 @@ from workbench.core.session import ProviderFallbackWarning, SessionConfig, open_
 from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, SweepRow, sweep
 from workbench.core.transformer import TransformerOptimizeResult, transformer_optimize
+from workbench.doctor import Diagnosis, Finding, Retry, diagnose, export_with_diagnosis
 from workbench.errors import (CancelledError, ExportError, FeedError, InvalidInputError, ModelFileError,
                               ProviderError, SpecError, WorkbenchError)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CancelledError", "Comparison", "PipelineRun", "StageResult", "run_pipeline", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
+    "CancelledError", "Comparison", "Diagnosis", "Finding", "Retry", "diagnose", "export_with_diagnosis", "PipelineRun", "StageResult", "run_pipeline", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
     "cuda_available", "cuda_graph_session", "ExportError", "ExportResult", "ExportSpec", "FeedError",
     "InvalidInputError", "Measurement", "ModelFileError", "ModelSummary", "OptimizeResult", "OutputDiff",
     "Peak", "Placement", "ProbeCase", "ProbeReport", "ProviderError", "ProviderFallbackWarning",

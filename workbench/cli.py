@@ -3,15 +3,13 @@
 Exit codes: 0 ok; 1 a check failed (comparison, probe, gate, checker, a failed stage or export);
 2 bad usage (argparse errors, and ``InvalidInputError`` from bad input: the message, no traceback).
 
-Subcommands live in a registry: ``register(Command(name, help, add_arguments, run))``. A module
-listed in ``COMMAND_MODULES`` is imported when the parser is built and registers its own
-commands (the doctor's goes there: ``workbench.doctor.cli`` calling ``register(...)``).
+Subcommands live in a registry: ``register(Command(name, help, add_arguments, run))``; the
+doctor's command comes from ``workbench.doctor.cli.COMMAND``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -19,13 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from workbench._cli_models import dim_sizes_for, inputs_for, load_target, parse_dynamic, parse_tolerance
+from workbench._cli_models import (
+    dim_sizes_for,
+    inputs_for,
+    load_target,
+    parse_dynamic,
+    parse_tolerance,
+)
+from workbench.doctor import cli as doctor_cli
 from workbench.errors import InvalidInputError, WorkbenchError
 
 PROG = "onnx-workbench"
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-#: Modules imported when the parser is built; each calls ``register`` for its commands.
-COMMAND_MODULES: tuple[str, ...] = ("workbench.doctor.cli",)
 MODEL_HELP = "module:factory, path/to/file.py:factory, zoo:NAME (or a zoo name)"
 
 
@@ -234,27 +237,12 @@ for _command in (
     Command("compare", "compare a PyTorch model with its ONNX export under ONNX Runtime",
             _compare_arguments, _run_compare),
     Command("bench", "time an ONNX file, or a PyTorch model eager vs ONNX Runtime", _bench_arguments, _run_bench),
-    # Command("doctor", ...) is registered by workbench.doctor.cli (see COMMAND_MODULES).
+    Command(*doctor_cli.COMMAND),
 ):
     register(_command)
 
 
-def _load_command_modules() -> None:
-    """Import ``COMMAND_MODULES``; one that does not exist is skipped, one that fails to import is
-    reported on stderr and skipped (a broken extension must not take the other commands down)."""
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                continue  # not written yet
-            _say(f"{PROG}: warning: the commands of {module} are unavailable: {type(exc).__name__}: {exc}")
-        except Exception as exc:
-            _say(f"{PROG}: warning: the commands of {module} are unavailable: {type(exc).__name__}: {exc}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    _load_command_modules()
     parser = argparse.ArgumentParser(prog=PROG, description="The PyTorch -> ONNX -> ONNX Runtime workbench.")
     from workbench import __version__
 

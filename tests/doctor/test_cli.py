@@ -51,6 +51,12 @@ def test_add_parser_for_other_clis():
     assert args.func is doctor_cli.run and args.opt_level == "basic" and args.tolerance == "fp16"
 
 
+def test_command_tuple_for_the_console_script():
+    name, text, add_arguments, run = doctor_cli.COMMAND
+    assert name == "doctor" and text == doctor_cli.HELP and add_arguments is doctor_cli.add_arguments
+    assert run is doctor_cli.run
+
+
 def test_console_script_when_wired(capsys, tmp_path):
     cli = pytest.importorskip("workbench.cli")
     if "doctor" not in cli.COMMANDS:

@@ -109,9 +109,9 @@ def test_without_the_doctor_the_message_is_shown(tmp_path: Path, monkeypatch: py
 
 def test_bad_fields_end_in_a_visible_error(mlp: wb.zoo.ZooModel) -> None:
     form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec)
-    form.axes.row("y").name.value = "x"  # two tensors named x
+    form.axes.row("y").name.value = ""  # an output without a name
     form.export_button.click()  # the handler raises SpecError: it must be shown, not lost
-    assert form.state == "failed" and "SpecError" in form.error and "duplicates" in form.status.value
+    assert form.state == "failed" and "SpecError" in form.error and "non-empty" in form.status.value
 
 
 def test_cancel_discards_the_running_export(mlp: wb.zoo.ZooModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,7 +155,7 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     if config.enable_profiling:
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "workbench_ort_profile")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors reach the caller as exceptions; no duplicate red lines
     return so
 
 

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from workbench.core.session import OPT_LEVELS, SessionConfig
 from workbench.core.spec import ExportSpec
@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"onnx-workbench doctor: error: {exc}", file=sys.stderr)
         return 2
+
+
+#: ``(name, help, add_arguments, run)``: ``workbench.cli`` registers it as ``Command(*COMMAND)``.
+COMMAND: tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]] = (
+    "doctor", HELP, add_arguments, run)
 
 
 if __name__ == "__main__":  # pragma: no cover

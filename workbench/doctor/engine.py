@@ -69,7 +69,11 @@ def examine(model: nn.Module, setting: Setting, workdir: Path, *, deep: bool = T
             findings += rule()
         except Exception as exc:
             findings.append(_internal(step, exc))
-    attempt = run_attempt(model, setting, workdir)
+    try:
+        attempt = run_attempt(model, setting, workdir)
+    except Exception as exc:  # a bug in the doctor's own attempt: report it, keep the setup findings
+        attempt = Attempt(setting)
+        findings.append(_internal("attempt", exc))
     ctx = Context(model, setting, attempt, workdir, deep=deep, findings=findings)
     for rule in RUN_RULES:
         try:

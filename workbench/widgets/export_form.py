@@ -28,7 +28,7 @@ _SPINNER = ("<style>@keyframes wb-spin {to {transform: rotate(360deg);}}</style>
 
 def default_path(model: nn.Module) -> str:
     """``<model class in snake_case>.onnx`` in the working directory."""
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(model).__name__).lower()
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(model).__name__).lower()
     return f"{name or 'model'}.onnx"
 
 

@@ -67,7 +67,6 @@ class SessionToggles(Panel):
         for control in [*self.provider_boxes.values(), self.opt_level, self.intra_op_threads,
                         self.inter_op_threads, self.execution_mode]:
             control.observe(self._controls_changed, names="value")
-        self._set_state("done", self._describe(config))
 
     def config_from_controls(self) -> SessionConfig:
         """The ``SessionConfig`` the controls show now (checked against the rules of ``SessionConfig``)."""
