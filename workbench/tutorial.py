@@ -109,24 +109,52 @@ def no_gpu(what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def op_table(models: Mapping[str, Any], *, top: int | None = None) -> Any:
-    """Op counts side by side: ``{label: ModelSummary or op Counter}`` -> DataFrame (op x label)."""
+def op_table(models: Mapping[str, Any], *, top: int | None = None, changed: bool = False) -> Any:
+    """Op counts side by side: ``{label: ModelSummary or op Counter}`` -> DataFrame (op x label),
+    most frequent first; ``changed=True`` keeps only the ops whose counts differ."""
     import pandas as pd
 
     columns = {label: dict(getattr(m, "op_histogram", m)) for label, m in models.items()}
     frame = pd.DataFrame(columns).fillna(0).astype(int)
+    if changed:
+        frame = frame[frame.nunique(axis=1) > 1]
     frame = frame.loc[frame.max(axis=1).sort_values(ascending=False, kind="stable").index]
     frame.index.name = "op_type"
     return frame.head(top) if top else frame
 
 
-def inferred_shapes(summary: Any, *, limit: int = 12) -> Any:
-    """The first ``limit`` intermediate values of a ``ModelSummary`` with the shapes ONNX shape
-    inference gave them (symbolic dims stay names)."""
+def inferred_shapes(summary: Any, *, at: Mapping[str, Any] | None = None, limit: int = 12) -> Any:
+    """Intermediate values of a ``ModelSummary`` whose inferred shape depends on the inputs (a
+    symbolic or unknown dimension), in graph order, with that shape; ``at`` (from
+    ``infer_concrete_shapes``) adds the shape at given input sizes."""
     import pandas as pd
 
-    rows = [(name, info.dtype, info.shape_text) for name, info in list(summary.intermediate.items())[:limit]]
-    return pd.DataFrame(rows, columns=["value", "dtype", "inferred shape"])
+    dynamic = [(name, info) for name, info in summary.intermediate.items()
+               if info.dims is None or any(not isinstance(d, int) for d in info.dims)]
+    rows = []
+    for name, info in dynamic[:limit]:
+        row = [name, info.dtype, info.shape_text]
+        if at is not None:
+            concrete = at.get(name)
+            row.append("?" if concrete is None else "[" + ", ".join("?" if d is None else str(d) for d in concrete) + "]")
+        rows.append(row)
+    columns = ["value", "dtype", "inferred shape"] + (["at these input sizes"] if at is not None else [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def tolerance_grid(model: Any, files: Mapping[str, Any], inputs: Any) -> Any:
+    """PyTorch against each ONNX file (``{label: path}``) on ``inputs``: the largest errors, and
+    whether the comparison passes at each tolerance preset."""
+    import pandas as pd
+
+    from workbench.core.compare import TOLERANCES, compare
+
+    rows = []
+    for label, path in files.items():
+        results = {name: compare(model, path, inputs, name) for name in TOLERANCES}
+        first = next(iter(results.values()))
+        rows.append([label, first.max_abs, first.max_rel] + ["pass" if r else "FAIL" for r in results.values()])
+    return pd.DataFrame(rows, columns=["model", "max abs", "max rel"] + [f"at {n}" for n in TOLERANCES])
 
 
 def files(folder: str | os.PathLike[str], pattern: str = "*") -> Any:
@@ -161,8 +189,8 @@ def slower_cells(table: Any) -> str:
     slow = table[table[ratio] > 1.0]
     other = ratio.split(" / ")[0]
     if slow.empty:
-        return f"In this run {other} was faster than {ratio.split(' / ')[1]} at every measured size."
-    cells = ", ".join(f"batch {b} x seq {s} ({r:.2f}x)" for (b, s), r in slow[ratio].items())
+        return f"In this run {other} was not slower than {ratio.split(' / ')[1]} at any measured size."
+    cells = ", ".join(f"batch {b}{'' if s != s else f' x seq {s}'} ({r:.2f}x)" for (b, s), r in slow[ratio].items())
     return f"In this run {other} was slower at: {cells}."
 
 

@@ -88,11 +88,12 @@ def scaled_tanh_onnx(x: Any, scale: float) -> Any:
     return op.Mul(op.Tanh(x), op.CastLike(scale, x))
 
 
-def _library_act(x: torch.Tensor) -> torch.Tensor:
+def library_act(x: torch.Tensor) -> torch.Tensor:
+    """The activation of the "library" model: the custom op with scale 2."""
     return library_op()(x, 2.0)
 
 
-def _contrib_fast_gelu(x: torch.Tensor) -> torch.Tensor:
+def contrib_fast_gelu(x: torch.Tensor) -> torch.Tensor:
     """Tanh-approximated GELU; while the dynamo exporter traces it, one ``com.microsoft::FastGelu``."""
     if torch.onnx.is_in_onnx_export():
         return torch.onnx.ops.symbolic(f"{CONTRIB_DOMAIN}::FastGelu", (x,), dtype=x.dtype, shape=x.shape, version=1)
@@ -117,8 +118,8 @@ KINDS: dict[str, tuple[Callable[[], Any], str, str]] = {
     "symbolic": (lambda: ScaledTanh.apply, "torchscript", "autograd.Function with a symbolic in standard ops"),
     "gelu": (lambda: nn.GELU(), "torchscript", "nn.GELU, for a registered aten::gelu symbolic"),
     "private": (lambda: PrivateScaledTanh.apply, "torchscript", "a symbolic writing a custom-domain op"),
-    "library": (lambda: _library_act, "dynamo", "a torch.library custom op, for an onnxscript translation"),
-    "contrib": (lambda: _contrib_fast_gelu, "dynamo", "torch.onnx.ops.symbolic writing com.microsoft::FastGelu"),
+    "library": (lambda: library_act, "dynamo", "a torch.library custom op, for an onnxscript translation"),
+    "contrib": (lambda: contrib_fast_gelu, "dynamo", "torch.onnx.ops.symbolic writing com.microsoft::FastGelu"),
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from _lab import CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
+# --import-mode=importlib leaves test folders off sys.path; the tests share _browser_lab.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _browser_lab import CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 START_HERE = ROOT / "notebooks" / "00_start_here.ipynb"
@@ -34,11 +37,8 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="session")
 def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """JupyterLab over two copies of the start-here notebook (two kernels: one per test)."""
-    workdir = tmp_path_factory.mktemp("lab")
-    copy = workdir / "00_start_here_remote.ipynb"
-    copy.write_bytes(START_HERE.read_bytes())
-    server = start_lab(workdir, [START_HERE, copy])
+    """JupyterLab over a copy of notebooks/00_start_here.ipynb (autosave writes outputs back)."""
+    server = start_lab(tmp_path_factory.mktemp("lab"), [START_HERE])
     try:
         yield server
     finally:

@@ -11,12 +11,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _lab import LabServer, Traffic, frame_text, guard_network, open_notebook, run_all, wait_until
+from _browser_lab import Laps, LabServer, Traffic, frame_text, guard_network, open_notebook, run_all, wait_until
 
 pytestmark = pytest.mark.browser
 
 VIEWPORT = {"width": 1400, "height": 1500}
 NODES = "svg#canvas g.node"
+# In the page: the time from the click on the toggles to the frame after all three diff plots show
+# the new config in their titles (plotly updates traces and title in one Plotly.update).
+_REDRAW_PROBE = """label => {
+    const diff = document.querySelector('.wb-live-diff');
+    const probe = window.__wbRedraw = {clicked: null, drawn: null};
+    const done = () => {
+        const titles = [...diff.querySelectorAll('.js-plotly-plot .gtitle')].map(e => e.textContent);
+        return titles.length === 3 && titles.every(t => t.includes(label));
+    };
+    const observer = new MutationObserver(() => {
+        if (probe.clicked !== null && probe.drawn === null && done()) {
+            observer.disconnect();
+            requestAnimationFrame(() => { probe.drawn = performance.now(); });
+        }
+    });
+    observer.observe(diff, {subtree: true, childList: true, characterData: true, attributes: true});
+    document.querySelector('.wb-opt-level').addEventListener(
+        'click', () => { probe.clicked = performance.now(); }, {capture: true, once: true});
+}"""
 
 
 def _context(browser: Any, traffic: Traffic, *, block_ports_except: int | None = None) -> Any:
@@ -59,15 +78,20 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
     context = _context(browser, traffic)
     page = context.new_page()
     _record_console(page, traffic)
+    lap = Laps("direct")
     try:
         open_notebook(page, lab, "00_start_here.ipynb")
+        lap("open notebook, kernel idle")
         run_all(page)
         bench = page.locator(".wb-workbench")
         bench.wait_for(timeout=60_000)
+        lap("run all")
 
         _export(page, bench, artifacts, "browser_1_export.png")
+        lap("export")
 
         frame = _show_graph(page, bench, artifacts, "browser_2_graph_netron_direct.png")
+        lap("graph and netron")
         status = bench.locator(".wb-netron-status").inner_text()
         assert "directly" in status, status
         assert frame.locator("html[data-workbench-offline='1']").count() == 1
@@ -81,18 +105,25 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         before = diff.locator(".js-plotly-plot").nth(2).inner_html()
         diff.screenshot(path=str(artifacts / "browser_3_diff_all.png"))
 
-        start = time.monotonic()
-        bench.locator(".wb-opt-level button", has_text="disable").click()
-        wait_until(lambda: titles.count() == 3 and all("CPU/disable" in t for t in titles.all_text_contents()),
-                   timeout=30, interval=0.01)
-        redraw_s = time.monotonic() - start
+        seconds = []
+        for level in ("disable", "basic", "extended", "all", "disable"):
+            label = f"CPU/{level}"
+            page.evaluate(_REDRAW_PROBE, label)
+            bench.locator(".wb-opt-level button", has_text=level).click()
+            wait_until(lambda: page.evaluate("window.__wbRedraw.drawn !== null"), timeout=30, interval=0.02)
+            seconds.append(page.evaluate("(window.__wbRedraw.drawn - window.__wbRedraw.clicked) / 1000"))
+            status = diff.locator(".wb-status")
+            wait_until(lambda: "Compared with " + label in status.inner_text(), timeout=10)
+            print(f"toggle -> {label}: {seconds[-1]:.3f} s in the browser; kernel: "
+                  f"{diff.locator('.wb-status').inner_text()}")
+        median = sorted(seconds)[len(seconds) // 2]
+        print(f"toggle -> all three diff plots redrawn in the browser: median {median:.3f} s of {seconds}")
+        (artifacts / "browser_redraw_seconds.txt").write_text(" ".join(f"{s:.3f}" for s in seconds) + "\n")
+        assert median <= 2.0, f"toggle -> redraw took {median:.2f} s (median) in the browser"
         assert "CPU/disable" in diff.locator(".wb-diff-badge").inner_text()
         assert diff.locator(".js-plotly-plot").nth(2).inner_html() != before, "the error bars did not change"
-        kernel_side = diff.locator(".wb-status").inner_text()
-        print(f"\ntoggle -> all three diff plots redrawn in the browser: {redraw_s:.3f} s ({kernel_side})")
-        (artifacts / "browser_redraw_seconds.txt").write_text(f"{redraw_s:.3f}\n")
-        assert redraw_s <= 3.0, f"redraw took {redraw_s:.2f} s in the browser"
         diff.screenshot(path=str(artifacts / "browser_4_diff_disable.png"))
+        lap("diff and toggle")
 
         bench.locator(".wb-tabs .lm-TabBar-tab", has_text="4 Latency").click()
         sweep = bench.locator(".wb-latency-sweep")
@@ -106,6 +137,7 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         assert "CPU/all" in sweep.locator(".wb-sweep-table").inner_text()
         time.sleep(0.5)
         sweep.screenshot(path=str(artifacts / "browser_5_sweep.png"))
+        lap("sweep")
     except Exception:
         page.screenshot(path=str(artifacts / "browser_failure_direct.png"), full_page=True)
         print("\n".join(traffic.console[-40:]))
@@ -124,13 +156,18 @@ def test_netron_through_jupyter_server(lab: LabServer, browser: Any, artifacts: 
     context = _context(browser, traffic, block_ports_except=lab.port)
     page = context.new_page()
     _record_console(page, traffic)
+    lap = Laps("proxy")
     try:
-        open_notebook(page, lab, "00_start_here_remote.ipynb")
+        open_notebook(page, lab, "00_start_here.ipynb")  # the kernel of the first test, if it ran
+        lap("open notebook, kernel idle")
         run_all(page)
         bench = page.locator(".wb-workbench")
         bench.wait_for(timeout=60_000)
+        lap("run all")
         _export(page, bench, artifacts, "browser_6_export_remote.png")
+        lap("export (cached if the first test ran)")
         _show_graph(page, bench, artifacts, "browser_7_graph_netron_proxy.png")
+        lap("graph and netron")
         status = bench.locator(".wb-netron-status").inner_text()
         assert "through the Jupyter server" in status, status
         src = bench.locator("iframe.wb-netron-frame").get_attribute("src") or ""

@@ -1,17 +1,17 @@
-"""Shared by the notebook tests: where the notebooks are, and a record of how long each one ran."""
+"""The notebook tests' record of how long each notebook ran, saved and printed at the end."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-TIMES: dict[str, float] = {}
+# --import-mode=importlib leaves test folders off sys.path; the notebook tests share _notebook_paths.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _notebook_paths import TIMES  # noqa: E402
 
 
 @pytest.fixture(scope="session")

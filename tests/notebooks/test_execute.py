@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import NOTEBOOKS, TIMES
+from _notebook_paths import NOTEBOOKS, TIMES
 
 CELL_TIMEOUT_S = 300
 NOTEBOOK_BUDGET_S = 600  # the whole set must run within 10 minutes on a 2-core machine

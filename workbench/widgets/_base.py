@@ -216,8 +216,7 @@ def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str
     plotly's template is not validated again (~60 ms a figure). Any other figure replaces the
     traces and the layout; layout keys the old one had and the new one lacks are cleared too.
     """
-    if title_suffix and figure.layout.title.text:
-        figure.layout.title.text = f"{figure.layout.title.text} \u00b7 {title_suffix}"
+    _add_title_suffix(figure, title_suffix)
     new_layout = figure.layout.to_plotly_json()
     old_layout: dict[str, Any] | None = getattr(target, "_wb_layout", None)
     new_traces = [t.to_plotly_json() for t in figure.data]
@@ -245,12 +244,50 @@ def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str
     target._wb_traces = new_traces
 
 
-def figure_widget(height: int = 380) -> go.FigureWidget:
-    """An empty FigureWidget, sized to its container (see ``ResizeNudge``), to be filled by ``show_figure``."""
-    fig = go.FigureWidget()
-    fig._config = {"responsive": True, "displaylogo": False}
-    fig.update_layout(height=height, template="plotly_white", margin=dict(l=50, r=20, t=50, b=40))
-    return fig
+def _add_title_suffix(figure: go.Figure, suffix: str) -> None:
+    if suffix and figure.layout.title.text:
+        figure.layout.title.text = f"{figure.layout.title.text} \u00b7 {suffix}"
+
+
+def figure_widget(figure: go.Figure | None = None, *, title_suffix: str = "") -> go.FigureWidget:
+    """A FigureWidget showing ``figure``, sized to its container (see ``ResizeNudge``), ready for
+    ``show_figure`` to redraw it in place."""
+    figure = figure if figure is not None else go.Figure(layout=dict(template="plotly_white", height=380))
+    _add_title_suffix(figure, title_suffix)
+    widget = go.FigureWidget(figure)
+    widget._config = {"responsive": True, "displaylogo": False}
+    widget._wb_layout = figure.layout.to_plotly_json()
+    widget._wb_traces = [t.to_plotly_json() for t in figure.data]
+    return widget
+
+
+class FigureSlot(widgets.Box):
+    """The place of one plotly ``FigureWidget`` in a panel, made on the first ``show``.
+
+    Each FigureWidget carries plotly's whole front end (~5 MB of JavaScript) in its widget state;
+    a panel with nothing to plot yet sends none of it, so a dashboard appears at once.
+    """
+
+    def __init__(self, name: str, *, width: str = "100%") -> None:
+        super().__init__(layout=widgets.Layout(width=width, min_width="0"))
+        self.add_class("wb-figure")
+        self.add_class(f"wb-figure-{name}")
+        self.figure: go.FigureWidget | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def data(self) -> tuple[Any, ...]:
+        """The traces shown (none before the first ``show``)."""
+        return self.figure.data if self.figure is not None else ()
+
+    def show(self, figure: go.Figure, *, title_suffix: str = "") -> None:
+        """Show ``figure``: a new FigureWidget the first time, then ``show_figure`` in place."""
+        with self._lock:
+            if self.figure is None:
+                self.figure = figure_widget(figure, title_suffix=title_suffix)
+                self.children = (self.figure,)
+            else:
+                show_figure(self.figure, figure, title_suffix=title_suffix)
 
 
 class ResizeNudge(anywidget.AnyWidget):

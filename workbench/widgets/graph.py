@@ -11,7 +11,7 @@ import traitlets
 
 from workbench.core.graph import ModelSummary, TensorInfo, summarize
 from workbench.viz import op_histogram_figure
-from workbench.widgets._base import LatestWorker, Panel, ResizeNudge, escape, figure_widget, show_figure
+from workbench.widgets._base import FigureSlot, LatestWorker, Panel, ResizeNudge, escape
 from workbench.widgets.netron import NetronView
 
 
@@ -59,10 +59,9 @@ class GraphInspector(Panel):
         self._worker: LatestWorker[ModelSummary] = LatestWorker("workbench-summarize")
         self.tables = widgets.HTML(layout=widgets.Layout(width="42%", min_width="320px"))
         self.tables.add_class("wb-graph-tables")
-        self.ops_figure = figure_widget(height=360)
-        ops_box = widgets.Box([self.ops_figure], layout=widgets.Layout(width="58%"))
+        self.ops_figure = FigureSlot("ops", width="58%")
         self.netron = NetronView(height=netron_height) if netron else None
-        body = [widgets.HBox([self.tables, ops_box])]
+        body = [widgets.HBox([self.tables, self.ops_figure])]
         if self.netron is not None:
             body.append(self.netron)
         super().__init__(children=[widgets.HTML("<b>Graph</b>"), self.status, *body, ResizeNudge()])
@@ -94,7 +93,7 @@ class GraphInspector(Panel):
 
     def _show(self, path: str, summary: ModelSummary) -> None:
         self.tables.value = summary_html(summary)
-        show_figure(self.ops_figure, op_histogram_figure(summary, top=20))
+        self.ops_figure.show(op_histogram_figure(summary, top=20))
         if self.netron is not None:
             self.netron.show(path, extra_files=list(summary.external_data))
         self.summary = summary

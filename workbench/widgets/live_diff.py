@@ -8,6 +8,7 @@ inputs change) and the ``workbench.viz`` figures of the ``Comparison``, shown in
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from workbench.core.session import SessionConfig, open_session
 from workbench.core.spec import ExportSpec
 from workbench.errors import InvalidInputError
 from workbench.viz import error_bars, error_histogram, values_scatter
-from workbench.widgets._base import LatestWorker, Panel, ResizeNudge, escape, figure_widget, show_figure
+from workbench.widgets._base import FigureSlot, LatestWorker, Panel, ResizeNudge, escape
 
 
 def badge_html(comparison: Comparison, config: SessionConfig) -> str:
@@ -36,6 +37,14 @@ def badge_html(comparison: Comparison, config: SessionConfig) -> str:
             f"max abs {comparison.max_abs:.3g} \u00b7 max rel {comparison.max_rel:.3g} \u00b7 "
             f"{mism} value(s) beyond tolerance \u00b7 inputs {escape(shapes)} \u00b7 "
             f"on {escape(', '.join(p.replace('ExecutionProvider', '') for p in comparison.providers))}")
+
+
+@dataclass
+class _Outcome:
+    comparison: Comparison
+    config: SessionConfig
+    requested: float
+    timings: dict[str, float]
 
 
 def _one_sample(inputs: Any) -> tuple[Any, ...] | None:
@@ -64,12 +73,13 @@ class LiveDiff(Panel):
     comparison = traitlets.Instance(Comparison, allow_none=True, help="The last comparison shown.")
     redraws = traitlets.Int(0, help="How many comparisons have been drawn.")
     last_redraw_s = traitlets.Float(0.0, help="Seconds from the last request to its figures being sent.")
+    timings = traitlets.Dict(help="Seconds of the last redraw: wait, session, compare, figures, send, total.")
 
     def __init__(self, model: nn.Module, onnx_path: str | Path = "", inputs: Any = None, *,
                  config: SessionConfig | None = None, tolerance: Any = "fp32", spec: ExportSpec | None = None,
                  example_inputs: Any = None, max_size: int = 256) -> None:
         self.model = model
-        self._worker: LatestWorker[tuple[Comparison, SessionConfig, float]] = LatestWorker("workbench-live-diff")
+        self._worker: LatestWorker[_Outcome] = LatestWorker("workbench-live-diff")
         self._session: tuple[tuple[str, float, SessionConfig], Any] | None = None
         self.spec = spec
         self.example_inputs = _one_sample(example_inputs if example_inputs is not None else inputs)
@@ -79,14 +89,10 @@ class LiveDiff(Panel):
                                                  layout=widgets.Layout(width="200px"))
         self.badge = widgets.HTML()
         self.badge.add_class("wb-diff-badge")
-        self.scatter = figure_widget(380)
-        self.histogram = figure_widget(380)
-        self.bars = figure_widget(340)
-        for fig, name in ((self.scatter, "scatter"), (self.histogram, "histogram"), (self.bars, "bars")):
-            fig.layout.meta = {"wb": name}
-        half = widgets.Layout(width="50%")
-        plots = widgets.VBox([widgets.HBox([widgets.Box([self.scatter], layout=half),
-                                            widgets.Box([self.histogram], layout=half)]), self.bars])
+        self.scatter = FigureSlot("scatter", width="50%")
+        self.histogram = FigureSlot("histogram", width="50%")
+        self.bars = FigureSlot("bars")
+        plots = widgets.VBox([widgets.HBox([self.scatter, self.histogram]), self.bars])
         controls = widgets.HBox([*self.sliders.values(), self.tolerance_picker],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__(children=[widgets.HTML("<b>PyTorch vs ONNX Runtime</b>"), controls, self.badge,
@@ -149,10 +155,13 @@ class LiveDiff(Panel):
         self._worker.submit(lambda: self._compare(path, config, inputs, tolerance, requested),
                             self._draw, self._failed)
 
-    def _compare(self, path: str, config: SessionConfig, inputs: Any, tolerance: Any,
-                 requested: float) -> tuple[Comparison, SessionConfig, float]:
+    def _compare(self, path: str, config: SessionConfig, inputs: Any, tolerance: Any, requested: float) -> _Outcome:
+        start = time.perf_counter()
         session = self._session_for(path, config)
-        return compare(self.model, session, inputs, tolerance), config, requested
+        opened = time.perf_counter()
+        comparison = compare(self.model, session, inputs, tolerance)
+        return _Outcome(comparison, config, requested, {"wait": start - requested, "session": opened - start,
+                                                        "compare": time.perf_counter() - opened})
 
     def _session_for(self, path: str, config: SessionConfig) -> Any:
         """One ``open_session`` per (file version, config): moving a slider reuses it."""
@@ -162,20 +171,29 @@ class LiveDiff(Panel):
             self._session = (key, open_session(path, config))
         return self._session[1]
 
-    def _draw(self, outcome: tuple[Comparison, SessionConfig, float]) -> None:
-        comparison, config, requested = outcome
+    def _draw(self, outcome: _Outcome) -> None:
+        comparison, config = outcome.comparison, outcome.config
         label = config.label()
-        figures: list[tuple[Any, Callable[[Comparison], Any]]] = [
+        timings = dict(outcome.timings, figures=0.0, send=0.0)
+        builders: list[tuple[FigureSlot, Callable[[Comparison], Any]]] = [
             (self.scatter, values_scatter), (self.histogram, error_histogram), (self.bars, error_bars)]
-        for target, build in figures:
-            show_figure(target, build(comparison), title_suffix=label)
+        for target, build in builders:
+            start = time.perf_counter()
+            figure = build(comparison)
+            built = time.perf_counter()
+            target.show(figure, title_suffix=label)
+            timings["figures"] += built - start
+            timings["send"] += time.perf_counter() - built
         self.badge.value = badge_html(comparison, config)
         self.comparison = comparison
-        self.last_redraw_s = time.perf_counter() - requested
+        self.last_redraw_s = time.perf_counter() - outcome.requested
+        self.timings = dict(timings, total=self.last_redraw_s)
         self.redraws += 1
         verdict = "pass" if comparison.ok else "FAIL"
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "wait")
         self._set_state("done", f"Compared with <code>{escape(label)}</code>: {verdict} "
-                                f"(drawn {self.last_redraw_s:.2f} s after the change)")
+                                f"(drawn {self.last_redraw_s:.2f} s after the change"
+                                f"<span style='color:#6e7781'>: {parts} s</span>)")
 
     def _failed(self, exc: BaseException) -> None:
         self.comparison = None

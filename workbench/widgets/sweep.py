@@ -18,7 +18,7 @@ from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, sweep
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
-from workbench.widgets._base import Panel, ResizeNudge, Worker, escape, figure_widget, show_figure
+from workbench.widgets._base import FigureSlot, Panel, ResizeNudge, Worker, escape
 
 #: Seconds between live redraws of the plots while a sweep runs.
 LIVE_REDRAW_S = 0.75
@@ -87,8 +87,8 @@ class LatencySweep(Panel):
         self.cancel_button.add_class("wb-sweep-cancel")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.Label("")
-        self.latency = figure_widget(400)
-        self.speedup = figure_widget(340)
+        self.latency = FigureSlot("latency", width="50%")
+        self.speedup = FigureSlot("speedup", width="50%")
         self.table = widgets.HTML()
         self.table.add_class("wb-sweep-table")
         self.csv_path = widgets.Text(value="sweep.csv", layout=widgets.Layout(width="240px"))
@@ -103,8 +103,7 @@ class LatencySweep(Panel):
             widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label],
                          layout=widgets.Layout(align_items="center")),
         ])
-        half = widgets.Layout(width="50%")
-        plots = widgets.HBox([widgets.Box([self.latency], layout=half), widgets.Box([self.speedup], layout=half)])
+        plots = widgets.HBox([self.latency, self.speedup])
         csv = widgets.HBox([self.csv_path, self.csv_button])
         super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), grid, self.status, plots, self.table, csv,
                                    ResizeNudge()])
@@ -228,8 +227,8 @@ class LatencySweep(Panel):
             self._last_draw = time.perf_counter()
 
     def _draw(self, result: SweepResult) -> None:
-        show_figure(self.latency, latency_figure(result))
-        show_figure(self.speedup, speedup_figure(result))
+        self.latency.show(latency_figure(result))
+        self.speedup.show(speedup_figure(result))
         self.table.value = result._repr_html_()
 
     def _done(self, result: SweepResult) -> None:

@@ -54,10 +54,13 @@ class LabServer:
 
 
 def _settings(settings_dir: Path) -> None:
-    """News and update checks off (they would ask the internet)."""
-    target = settings_dir / "@jupyterlab" / "apputils-extension"
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    """News and update checks off (they would ask the internet); autosave off (the notebook stays
+    as committed, without megabytes of widget state, when a second test opens it)."""
+    for plugin, values in (("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
+                           ("docmanager-extension/plugin", {"autosave": False})):
+        target = settings_dir / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
 
 
 def start_lab(workdir: Path, notebooks: list[Path], *, timeout: float = 90) -> LabServer:
@@ -178,3 +181,16 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
             raise TimeoutError(f"condition not met within {timeout} s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+class Laps:
+    """Prints how long each step of a browser test took (CI logs show where the time goes)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        print(f"[{self.name}] {step}: {now - self.last:.1f} s (total {now - self.start:.1f} s)", flush=True)
+        self.last = now
