@@ -155,3 +155,32 @@ def test_dynamic_shapes_share_dims_for_shared_symbols():
 def test_size_one_example_is_warned(tc_smoke, tmp_path):
     result = wb.export(tc_smoke.model, tc_smoke.make_inputs(batch=1), tmp_path / "b1.onnx", tc_smoke.spec)
     assert any("is 1 in the example" in w for w in result.warnings)
+
+
+def test_cache_sees_edits_through_param_data(mlp, tmp_path):
+    model = wb.zoo.get("mlp", smoke=True).model
+    path = tmp_path / "m.onnx"
+    wb.export(model, mlp.example_inputs, path, mlp.spec)
+    model.fc1.weight.data += 0.5  # does not bump the parameter's version counter
+    again = wb.export(model, mlp.example_inputs, path, mlp.spec)
+    assert not again.cached
+    assert wb.compare(model, again.path, mlp.make_inputs(batch=3))
+
+
+def test_custom_translation_table_is_passed_to_the_dynamo_exporter(tmp_path):
+    from onnxscript import opset18 as op
+
+    def relu_as_max(x):  # traced by the exporter with onnxscript ops
+        return op.Max(x, op.CastLike(0.0, x))
+
+    model = wb.zoo.get("mlp", smoke=True)
+    result = wb.export(model.model, model.example_inputs, tmp_path / "t.onnx", model.spec,
+                       custom_translation_table={torch.ops.aten.relu.default: relu_as_max})
+    ops = result.summary.op_histogram
+    assert ops["Relu"] == 0 and ops["Max"] == 1
+    assert wb.compare(model.model, result.path, model.make_inputs(batch=3))
+    with pytest.raises(wb.SpecError, match="custom_translation_table .* is for the dynamo exporter"):
+        wb.export(model.model, model.example_inputs, tmp_path / "u.onnx",
+                  model.spec.replace(exporter="torchscript", opset=17), custom_translation_table={1: 2})
+    with pytest.raises(wb.SpecError, match="custom_opsets is for the TorchScript exporter"):
+        wb.export(model.model, model.example_inputs, tmp_path / "u.onnx", model.spec, custom_opsets={"x": 1})

@@ -192,17 +192,40 @@ def _stage_of(exc: BaseException) -> str:
     return "export"
 
 
-def _run_exporter(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, spec: ExportSpec) -> None:
+def _run_exporter(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, spec: ExportSpec,
+                  extra: dict[str, Any]) -> None:
     common: dict[str, Any] = dict(
         input_names=list(spec.input_names), output_names=list(spec.output_names),
         opset_version=spec.opset, verbose=False,
     )
     if spec.exporter == "dynamo":
         torch.onnx.export(model, inputs, str(path), dynamo=True, external_data=spec.external_data,
-                          dynamic_shapes=dynamic_shapes_for(spec, inputs), optimize=True, **common)
+                          dynamic_shapes=dynamic_shapes_for(spec, inputs), optimize=True, **common, **extra)
     else:
         torch.onnx.export(model, inputs, str(path), dynamo=False, dynamic_axes=spec.dynamic_axes or None,
-                          do_constant_folding=spec.do_constant_folding, **common)
+                          do_constant_folding=spec.do_constant_folding, **common, **extra)
+
+
+def _extra_arguments(spec: ExportSpec | None, custom_translation_table: Any, custom_opsets: Any) -> dict[str, Any]:
+    exporter = spec.exporter if spec is not None else "dynamo"
+    extra: dict[str, Any] = {}
+    if custom_translation_table:
+        if exporter != "dynamo":
+            raise SpecError(
+                "custom_translation_table (onnxscript functions per torch op) is for the dynamo exporter, "
+                f"received it with exporter={exporter!r}. Use exporter='dynamo', or register a symbolic "
+                "function (torch.onnx.register_custom_op_symbolic) for the TorchScript exporter."
+            )
+        extra["custom_translation_table"] = dict(custom_translation_table)
+    if custom_opsets:
+        if exporter != "torchscript":
+            raise SpecError(
+                f"custom_opsets is for the TorchScript exporter, received it with exporter={exporter!r}. "
+                "With the dynamo exporter the custom domain's opset comes from the onnxscript functions "
+                "in custom_translation_table."
+            )
+        extra["custom_opsets"] = dict(custom_opsets)
+    return extra
 
 
 def _finish_model(path: Path, spec: ExportSpec) -> None:
@@ -254,6 +277,8 @@ def export(
     spec: ExportSpec | None = None,
     *,
     use_cache: bool = True,
+    custom_translation_table: dict[Any, Any] | None = None,
+    custom_opsets: dict[str, int] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX at ``path`` following ``spec``.
 
@@ -261,7 +286,11 @@ def export(
     ``path`` only when the export succeeded; a failure raises ``ExportError`` with the stage,
     the exception and the captured warnings, and leaves no file behind. Re-exporting an
     unchanged model (weights and code) with an unchanged spec and example returns the
-    cached result.
+    cached result. ``custom_translation_table`` (dynamo) and ``custom_opsets`` (TorchScript)
+    pass through to ``torch.onnx.export``; exports that use them, and exports that rely on
+    symbolics registered with ``torch.onnx.register_custom_op_symbolic``, should bypass the
+    cache (``use_cache=False``), which cannot see those functions. Calls with either argument
+    never read the cache.
     """
     check_module(model)
     inputs = as_input_tuple(example_inputs)
@@ -272,6 +301,8 @@ def export(
         raise InvalidInputError(f"path should end in .onnx, received {str(target)!r}. Try {str(target)!r} + '.onnx'.")
     if spec is not None and not isinstance(spec, ExportSpec):
         raise SpecError(f"spec must be a wb.ExportSpec, received {type(spec).__name__}. Build one with wb.ExportSpec(...).")
+    extra = _extra_arguments(spec, custom_translation_table, custom_opsets)
+    use_cache = use_cache and not extra
     # The key covers the spec as given: a hit means this exact call succeeded and was checked before.
     key = fingerprint(model, inputs, spec)
     if use_cache and target.exists():
@@ -290,7 +321,7 @@ def export(
         with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
             warnings.simplefilter("always")
             try:
-                _run_exporter(model, inputs, staged, spec)
+                _run_exporter(model, inputs, staged, spec, extra)
             except Exception as exc:
                 captured += _unique_warnings(caught)
                 stage = _stage_of(exc)

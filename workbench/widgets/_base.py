@@ -261,11 +261,17 @@ def figure_widget(figure: go.Figure | None = None, *, title_suffix: str = "") ->
     return widget
 
 
-class FigureSlot(widgets.Box):
+#: One figure change at a time in the process: FigureWidgets opened by two threads at once were seen
+#: to reach the browser empty (plotly's widget sends its state in several messages).
+_FIGURES = threading.RLock()
+
+
+class FigureSlot(widgets.VBox):
     """The place of one plotly ``FigureWidget`` in a panel, made on the first ``show``.
 
     Each FigureWidget carries plotly's whole front end (~5 MB of JavaScript) in its widget state;
-    a panel with nothing to plot yet sends none of it, so a dashboard appears at once.
+    a panel with nothing to plot yet sends none of it, so a dashboard appears at once. A VBox, so
+    the figure is stretched to the slot's width (in a row box it would keep plotly's 700 px).
     """
 
     def __init__(self, name: str, *, width: str = "100%") -> None:
@@ -273,7 +279,6 @@ class FigureSlot(widgets.Box):
         self.add_class("wb-figure")
         self.add_class(f"wb-figure-{name}")
         self.figure: go.FigureWidget | None = None
-        self._lock = threading.Lock()
 
     @property
     def data(self) -> tuple[Any, ...]:
@@ -282,7 +287,7 @@ class FigureSlot(widgets.Box):
 
     def show(self, figure: go.Figure, *, title_suffix: str = "") -> None:
         """Show ``figure``: a new FigureWidget the first time, then ``show_figure`` in place."""
-        with self._lock:
+        with _FIGURES:
             if self.figure is None:
                 self.figure = figure_widget(figure, title_suffix=title_suffix)
                 self.children = (self.figure,)
