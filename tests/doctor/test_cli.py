@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from workbench.doctor import cli as doctor_cli
@@ -42,13 +40,6 @@ def test_factory_forms_and_usage_errors(capsys, tmp_path):
     assert main([f"{module}:missing"]) == 2
     assert "no callable 'missing'" in capsys.readouterr().err
     assert main(["--no-such-flag"]) == 2
-
-
-def test_add_parser_for_other_clis():
-    parser = argparse.ArgumentParser()
-    doctor_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["doctor", "zoo:mlp", "--opt-level", "basic", "--tolerance", "fp16"])
-    assert args.func is doctor_cli.run and args.opt_level == "basic" and args.tolerance == "fp16"
 
 
 def test_command_tuple_for_the_console_script():

@@ -6,22 +6,19 @@ Exit code 0 when the diagnosis is ok, 1 otherwise, 2 for bad usage.
 
 The console script wires it in with ``register(Command("doctor", HELP, add_arguments, run))``
 (``workbench.cli``); the doctor does not import the CLI package, which pulls in the report and
-viz layers. ``add_parser(subparsers)`` serves any other argparse front end.
+viz layers.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import os
-import re
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Iterator
 
+from workbench.core._loader import import_module_or_file
 from workbench.core.session import OPT_LEVELS, SessionConfig
 from workbench.core.spec import ExportSpec
 from workbench.errors import InvalidInputError, describe
@@ -45,35 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="PATH", help="also write the diagnosis as HTML")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``doctor`` to an ``argparse`` subparsers object; its ``func`` is ``run``."""
-    p = subparsers.add_parser("doctor", help=HELP, description=HELP)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
-
-
-def _import(module_text: str) -> ModuleType:
-    if module_text.endswith(".py") or "/" in module_text or os.sep in module_text:
-        path = Path(module_text)
-        if not path.is_file():
-            raise InvalidInputError(f"No Python file at '{path}'. Check the path in the model argument.")
-        name = re.sub(r"\W", "_", path.stem)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise InvalidInputError(f"'{path}' cannot be imported as a Python module.")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(module_text)
-    except ModuleNotFoundError as exc:
-        raise InvalidInputError(f"No module named {module_text!r} ({exc}). Run from its folder or pass a file path.") from exc
-
-
 def load(text: str) -> Any:
     """A ``BrokenModel`` for the model argument (see the module docstring)."""
     from workbench import zoo
@@ -87,7 +55,7 @@ def load(text: str) -> Any:
         module_text, _, attr = text.rpartition(":")
         if not module_text or not attr.isidentifier():
             raise InvalidInputError(f"Cannot read {text!r} as module:factory; e.g. mypkg.models:build_model.")
-        factory = getattr(_import(module_text), attr, None)
+        factory = getattr(import_module_or_file(module_text), attr, None)
         if not callable(factory):
             raise InvalidInputError(f"{module_text!r} has no callable {attr!r}; name a factory function.")
         made = factory()

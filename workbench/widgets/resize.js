@@ -1,37 +1,54 @@
-// An invisible helper placed in a panel with plotly FigureWidgets. Plotly sizes a figure when it is
-// first drawn; drawn inside a hidden tab it takes plotly's default 700 px and never adapts (the
-// anywidget FigureWidget gets no Lumino resize messages). When the panel's width changes (its tab
-// is shown, the notebook is resized), this sends a window 'resize' event, on which plotly resizes
-// every figure made with config.responsive to its container.
+// An invisible helper placed in a panel with plotly FigureWidgets (in `.wb-figure` slots). Plotly
+// sizes a figure when it is first drawn: drawn inside a hidden tab, or before its element is in
+// the page, it takes plotly's default 700 px and never adapts (the anywidget FigureWidget gets no
+// Lumino resize messages). Whenever a visible slot's figure is wider or narrower than the slot
+// (a figure appeared, its tab was shown, the notebook was resized), this sends a window 'resize'
+// event, on which plotly resizes every figure made with config.responsive to its container.
+function mismatched(panel) {
+    for (const slot of panel.querySelectorAll('.wb-figure')) {
+        const width = Math.round(slot.getBoundingClientRect().width);
+        const svg = slot.querySelector('.main-svg');
+        if (width > 0 && svg && Math.abs(Number(svg.getAttribute('width')) - width) > 2) {
+            return true;
+        }
+    }
+    return false;
+}
+
 function render({ el }) {
     el.style.cssText = 'width: 100%; height: 0; overflow: hidden;';
-    let observer = null;
-    let lastWidth = -1;
     let timer = null;
-    const nudge = () => {
+    let resizeObserver = null;
+    let mutationObserver = null;
+    let panel = null;
+    const check = () => {
         clearTimeout(timer);
-        timer = setTimeout(() => window.dispatchEvent(new Event('resize')), 60);
+        timer = setTimeout(() => {
+            if (panel && mismatched(panel)) {
+                window.dispatchEvent(new Event('resize'));
+            }
+        }, 80);
     };
     const attach = () => {
         if (!el.isConnected) {
             setTimeout(attach, 100);
             return;
         }
-        const panel = el.parentElement || el;
-        observer = new ResizeObserver((entries) => {
-            const width = Math.round(entries[entries.length - 1].contentRect.width);
-            if (width > 0 && width !== lastWidth) {
-                lastWidth = width;
-                nudge();
-            }
-        });
-        observer.observe(panel);
+        panel = el.parentElement || el;
+        resizeObserver = new ResizeObserver(check);
+        resizeObserver.observe(panel);
+        mutationObserver = new MutationObserver(check);
+        mutationObserver.observe(panel, { childList: true, subtree: true });
+        check();
     };
     attach();
     return () => {
         clearTimeout(timer);
-        if (observer) {
-            observer.disconnect();
+        if (resizeObserver) {
+            resizeObserver.disconnect();
+        }
+        if (mutationObserver) {
+            mutationObserver.disconnect();
         }
     };
 }
