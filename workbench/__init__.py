@@ -32,6 +32,15 @@ from workbench.errors import (CancelledError, ExportError, FeedError, InvalidInp
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``wb.widgets`` and ``wb.viz`` load on first use: they import ipywidgets and plotly."""
+    if name in ("widgets", "viz", "report"):
+        import importlib
+
+        return importlib.import_module(f"workbench.{name}")
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
 __all__ = [
     "CancelledError", "Comparison", "Diagnosis", "Finding", "Retry", "diagnose", "export_with_diagnosis", "PipelineRun", "StageResult", "run_pipeline", "IOBinder", "SweepRow", "accuracy_gate", "bound_session",
     "cuda_available", "cuda_graph_session", "ExportError", "ExportResult", "ExportSpec", "FeedError",

@@ -136,7 +136,6 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         wait_until(lambda: traces.count() >= 2, timeout=30)
         assert "CPU/all" in sweep.locator(".wb-sweep-table").inner_text()
         time.sleep(0.5)
-        print("SWEEPW", page.evaluate("[...document.querySelectorAll('.wb-latency-sweep .wb-figure')].map(s => [s.getBoundingClientRect().width, [...s.querySelectorAll('.main-svg')].map(v => v.getAttribute('width')), s.querySelectorAll('.xtick').length, !!(s.querySelector('.js-plotly-plot')||{})._responsiveChartHandler, ((s.querySelector('.js-plotly-plot')||{})._context||{}).responsive])"))
         sweep.screenshot(path=str(artifacts / "browser_5_sweep.png"))
         lap("sweep")
     except Exception:

@@ -139,3 +139,14 @@ def test_a_model_in_training_mode_is_flagged_before_export(mlp: wb.zoo.ZooModel)
     form = ExportForm(model, mlp.example_inputs)
     assert form.state == "failed" and "training mode" in form.error
     assert form.axes.input_names() == ("x",)  # still prefilled from the signature
+
+
+def test_the_doctor_diagnosis_is_shown(tmp_path: Path) -> None:
+    """The real workbench.doctor: the failure is shown at once, then the diagnosis with its code."""
+    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
+                      path=tmp_path / "bad.onnx")
+    form.export()
+    assert form.wait(240) and form.state == "failed"
+    codes = getattr(form.diagnosis, "codes", [])
+    assert codes, form.diagnosis
+    assert "Diagnosis" in form.status.value and codes[0] in form.status.value

@@ -3,16 +3,23 @@
 // the page, it takes plotly's default 700 px and never adapts (the anywidget FigureWidget gets no
 // Lumino resize messages). Whenever a visible slot's figure is wider or narrower than the slot
 // (a figure appeared, its tab was shown, the notebook was resized), this sends a window 'resize'
-// event, on which plotly resizes every figure made with config.responsive to its container.
+// event, on which plotly resizes every figure made with config.responsive to its container. A
+// figure whose width plotly has pinned (layout.width, e.g. once drawn while hidden) is unpinned
+// first: plotly's resize skips a figure with both a width and a height.
 function mismatched(panel) {
+    let found = false;
     for (const slot of panel.querySelectorAll('.wb-figure')) {
         const width = Math.round(slot.getBoundingClientRect().width);
         const svg = slot.querySelector('.main-svg');
         if (width > 0 && svg && Math.abs(Number(svg.getAttribute('width')) - width) > 2) {
-            return true;
+            const plot = slot.querySelector('.js-plotly-plot');
+            if (plot && plot.layout) {
+                delete plot.layout.width;
+            }
+            found = true;
         }
     }
-    return false;
+    return found;
 }
 
 function render({ el }) {
