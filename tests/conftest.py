@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -46,3 +47,31 @@ def tc_smoke() -> wb.zoo.ZooModel:
 @pytest.fixture(scope="session")
 def mlp() -> wb.zoo.ZooModel:
     return wb.zoo.get("mlp", smoke=True)
+
+
+def _torch_export(zm: wb.zoo.ZooModel, exporter: str, path: Path) -> Path:
+    """Plain ``torch.onnx.export`` of a zoo model, for tests of modules that must not depend on wb.export."""
+    spec = zm.spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dims = {s: torch.export.Dim(s, min=1, max=512) for axes in spec.dynamic_axes.values() for s in axes.values()}
+            shapes = {n: {d: dims[s] for d, s in spec.dynamic_axes.get(n, {}).items()} for n in spec.input_names}
+            torch.onnx.export(zm.model, zm.example_inputs, str(path), dynamo=True, input_names=list(spec.input_names),
+                              output_names=list(spec.output_names), dynamic_shapes=shapes, verbose=False)
+        else:
+            torch.onnx.export(zm.model, zm.example_inputs, str(path), dynamo=False, input_names=list(spec.input_names),
+                              output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes, opset_version=17)
+    return path
+
+
+@pytest.fixture(scope="session")
+def torch_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """torch_export(name, exporter='torchscript') -> path of the smoke zoo model exported by torch.onnx (once per session)."""
+    folder = tmp_path_factory.mktemp("torch-exports")
+
+    def _export(name: str, exporter: str = "torchscript") -> Path:
+        path = folder / f"{name}-{exporter}.onnx"
+        return path if path.exists() else _torch_export(wb.zoo.get(name, smoke=True), exporter, path)
+
+    return _export

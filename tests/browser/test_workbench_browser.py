@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser_lab import Laps, LabServer, Traffic, frame_text, guard_network, open_notebook, run_all, wait_until
+from _browser_lab import (
+    LabServer,
+    Laps,
+    Traffic,
+    frame_text,
+    guard_network,
+    open_notebook,
+    run_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -171,7 +180,7 @@ def test_netron_through_jupyter_server(lab: LabServer, browser: Any, artifacts: 
         status = bench.locator(".wb-netron-status").inner_text()
         assert "through the Jupyter server" in status, status
         src = bench.locator("iframe.wb-netron-frame").get_attribute("src") or ""
-        assert re.search(rf"^/proxy/127\.0\.0\.1:\d+/[\w-]+/", src), src
+        assert re.search(r"^/proxy/127\.0\.0\.1:\d+/[\w-]+/", src), src
         port = int(re.search(r"127\.0\.0\.1:(\d+)", src).group(1))
         assert any(f"127.0.0.1:{port}/" in url for url in traffic.blocked), traffic.blocked
     except Exception:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -24,23 +23,14 @@ from workbench.errors import FeedError, InvalidInputError
 FAST = {"warmup": 1, "runs": 3}
 
 
-def _export(zm: zoo.ZooModel, path: Path) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(zm.model, zm.example_inputs, str(path), dynamo=False, opset_version=17,
-                          input_names=list(zm.spec.input_names), output_names=list(zm.spec.output_names),
-                          dynamic_axes=zm.spec.dynamic_axes)
-    return path
-
-
 @pytest.fixture(scope="module")
 def mlp() -> zoo.ZooModel:
     return zoo.get("mlp", smoke=True)
 
 
 @pytest.fixture(scope="module")
-def mlp_onnx(mlp: zoo.ZooModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(mlp, tmp_path_factory.mktemp("bench") / "mlp.onnx")
+def mlp_onnx(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("mlp")
 
 
 @pytest.fixture(scope="module")
@@ -236,9 +226,9 @@ def test_sweep_rows_are_consistent(mlp: zoo.ZooModel, mlp_onnx: Path, tmp_path: 
     assert "<table" in result._repr_html_()
 
 
-def test_sweep_resizes_example_inputs_along_batch_and_seq(tmp_path: Path) -> None:
+def test_sweep_resizes_example_inputs_along_batch_and_seq(torch_export: Callable[..., Path]) -> None:
     bert = zoo.get("bert_like", smoke=True)
-    path = _export(bert, tmp_path / "bert.onnx")
+    path = torch_export("bert_like")
     result = sweep(bert.model, path, [1, 2], [4, 8], include_eager=False,
                    spec=bert.spec, example_inputs=bert.example_inputs, **FAST)
     assert not result.errors and [(r.batch, r.seq) for r in result.rows] == [(1, 4), (1, 8), (2, 4), (2, 8)]

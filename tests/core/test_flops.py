@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -12,7 +11,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from workbench import zoo
 from workbench.core.flops import Peak, graph_flops, infer_concrete_shapes, machine_peak
 from workbench.errors import InvalidInputError, ModelFileError
 
@@ -106,15 +104,8 @@ def test_infer_concrete_shapes_reports_intermediate_shapes() -> None:
 
 
 @pytest.fixture(scope="module")
-def mlp_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    zm = zoo.get("mlp", smoke=True)
-    path = tmp_path_factory.mktemp("flops") / "mlp.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(zm.model, zm.example_inputs, str(path), dynamo=False, opset_version=17,
-                          input_names=list(zm.spec.input_names), output_names=list(zm.spec.output_names),
-                          dynamic_axes=zm.spec.dynamic_axes)
-    return path
+def mlp_onnx(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("mlp")
 
 
 @pytest.mark.parametrize("batch", [1, 7])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -17,56 +17,39 @@ import torch
 from workbench import zoo
 from workbench.core import optimize as opt_mod
 from workbench.core.gate import accuracy_gate
-from workbench.core.optimize import OptimizeResult, model_bytes, op_histogram, optimize, optimize_levels
-from workbench.core.transformer import TransformerOptimizeResult, transformer_model_types, transformer_optimize
+from workbench.core.optimize import (
+    OptimizeResult,
+    model_bytes,
+    op_histogram,
+    optimize,
+    optimize_levels,
+)
+from workbench.core.transformer import (
+    TransformerOptimizeResult,
+    transformer_model_types,
+    transformer_optimize,
+)
 from workbench.errors import InvalidInputError, ModelFileError
 
 
-def export_with_torch(name: str, exporter: str, folder: Path) -> Path:
-    """Export a smoke zoo model with torch.onnx directly, once per test session (cached under pytest's base temp)."""
-    path = folder / f"{name}-{exporter}.onnx"
-    if path.exists():
-        return path
-    z = zoo.get(name, smoke=True)
-    spec = z.spec
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            dims = {s: torch.export.Dim(s, min=1, max=512) for axes in spec.dynamic_axes.values() for s in axes.values()}
-            shapes = {n: {d: dims[s] for d, s in spec.dynamic_axes.get(n, {}).items()} for n in spec.input_names}
-            torch.onnx.export(z.model, z.example_inputs, str(path), dynamo=True, input_names=list(spec.input_names),
-                              output_names=list(spec.output_names), dynamic_shapes=shapes, verbose=False)
-        else:
-            torch.onnx.export(z.model, z.example_inputs, str(path), dynamo=False, input_names=list(spec.input_names),
-                              output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes, opset_version=17)
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "wb-zoo-models"
-    folder.mkdir(exist_ok=True)
-    return folder
+@pytest.fixture(scope="module")
+def bert_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("bert_like", "torchscript")
 
 
 @pytest.fixture(scope="module")
-def bert_ts(model_dir: Path) -> Path:
-    return export_with_torch("bert_like", "torchscript", model_dir)
+def bert_dynamo(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("bert_like", "dynamo")
 
 
 @pytest.fixture(scope="module")
-def bert_dynamo(model_dir: Path) -> Path:
-    return export_with_torch("bert_like", "dynamo", model_dir)
+def text_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("text_classifier", "torchscript")
 
 
 @pytest.fixture(scope="module")
-def text_ts(model_dir: Path) -> Path:
-    return export_with_torch("text_classifier", "torchscript", model_dir)
-
-
-@pytest.fixture(scope="module")
-def mlp_ts(model_dir: Path) -> Path:
-    return export_with_torch("mlp", "torchscript", model_dir)
+def mlp_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("mlp", "torchscript")
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +119,8 @@ def test_table_and_reprs(bert_ts_levels: dict[str, OptimizeResult]) -> None:
     assert "BiasGelu" in result.text_table()
 
 
-def test_level_all_adds_nchwc_layout_ops_to_a_conv_model(model_dir: Path, tmp_path: Path) -> None:
-    image = export_with_torch("image_classifier", "torchscript", model_dir)
+def test_level_all_adds_nchwc_layout_ops_to_a_conv_model(torch_export: Callable[..., Path], tmp_path: Path) -> None:
+    image = torch_export("image_classifier")
     extended = optimize(image, "extended", tmp_path / "e.onnx")
     all_ = optimize(image, "all", tmp_path / "a.onnx")
     assert extended.nchwc_ops == 0 and extended.added == {"FusedConv": 1}

@@ -9,8 +9,16 @@ import torch
 
 import workbench as wb
 from workbench.core import pipeline_stages
-from workbench.core.pipeline import (QUICK, STAGE_NAMES, Budget, Converted, OptLevels, PipelineRun, StageResult,
-                                     run_pipeline)
+from workbench.core.pipeline import (
+    QUICK,
+    STAGE_NAMES,
+    Budget,
+    Converted,
+    OptLevels,
+    PipelineRun,
+    StageResult,
+    run_pipeline,
+)
 from workbench.errors import InvalidInputError, SpecError
 
 

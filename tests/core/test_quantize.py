@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -14,44 +14,29 @@ import torch
 from workbench import zoo
 from workbench.core import quantize as q_mod
 from workbench.core.gate import generate_inputs
-from workbench.core.quantize import QuantizeResult, quantize_dynamic, resolve_reduce_range, to_fp16, untie_gemm_weights
+from workbench.core.quantize import (
+    QuantizeResult,
+    quantize_dynamic,
+    resolve_reduce_range,
+    to_fp16,
+    untie_gemm_weights,
+)
 from workbench.errors import FeedError, InvalidInputError, ModelFileError
 
 
-def export_torchscript(name: str, folder: Path) -> Path:
-    """Export a smoke zoo model with the TorchScript exporter once per test session."""
-    path = folder / f"{name}-torchscript.onnx"
-    if path.exists():
-        return path
-    z = zoo.get(name, smoke=True)
-    spec = z.spec
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(z.model, z.example_inputs, str(path), dynamo=False, input_names=list(spec.input_names),
-                          output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes, opset_version=17)
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "wb-zoo-models"
-    folder.mkdir(exist_ok=True)
-    return folder
+@pytest.fixture(scope="module")
+def bert_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("bert_like")
 
 
 @pytest.fixture(scope="module")
-def bert_ts(model_dir: Path) -> Path:
-    return export_torchscript("bert_like", model_dir)
+def text_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("text_classifier")
 
 
 @pytest.fixture(scope="module")
-def text_ts(model_dir: Path) -> Path:
-    return export_torchscript("text_classifier", model_dir)
-
-
-@pytest.fixture(scope="module")
-def mlp_ts(model_dir: Path) -> Path:
-    return export_torchscript("mlp", model_dir)
+def mlp_ts(torch_export: Callable[..., Path]) -> Path:
+    return torch_export("mlp")
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _notebook_paths import NOTEBOOKS
 from nbclient import NotebookClient
-
-from _notebook_paths import NOTEBOOKS, TIMES
 
 CELL_TIMEOUT_S = 300
 NOTEBOOK_BUDGET_S = 600  # the whole set must run within 10 minutes on a 2-core machine

@@ -12,7 +12,6 @@ from types import ModuleType
 
 import nbformat
 import pytest
-
 from _notebook_paths import NOTEBOOKS, NOTEBOOKS_DIR
 
 from workbench import exercises

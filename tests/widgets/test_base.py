@@ -7,7 +7,16 @@ import time
 
 import plotly.graph_objects as go
 
-from workbench.widgets._base import FigureSlot, LatestWorker, Panel, StatusLine, Worker, figure_widget, show_figure, shows_errors
+from workbench.widgets._base import (
+    FigureSlot,
+    LatestWorker,
+    Panel,
+    StatusLine,
+    Worker,
+    figure_widget,
+    show_figure,
+    shows_errors,
+)
 
 
 def test_worker_runs_off_the_main_thread_and_reports_errors() -> None:

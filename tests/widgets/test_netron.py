@@ -11,7 +11,12 @@ from pathlib import Path
 import onnx
 import pytest
 
-from workbench.widgets.netron import NetronServer, NetronView, live_servers, render_index
+from workbench.widgets.netron import (
+    NetronServer,
+    NetronView,
+    live_servers,
+    render_index,
+)
 from workbench.widgets.netron.server import CSP
 
 
