@@ -82,6 +82,17 @@ def _show_graph(page: Any, bench: Any, shots: Path, name: str) -> Any:
     return frame
 
 
+def _open_workbench(page: Any, lab: LabServer, lap: Laps) -> Any:
+    """Open 00_start_here, Run All, and wait for the dashboard; returns its locator."""
+    open_notebook(page, lab, "00_start_here.ipynb")
+    lap("open notebook, kernel idle")
+    run_all(page)
+    bench = page.locator(".wb-workbench")
+    bench.wait_for(timeout=60_000)
+    lap("run all")
+    return bench
+
+
 def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) -> None:
     traffic = Traffic()
     context = _context(browser, traffic)
@@ -89,12 +100,7 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
     _record_console(page, traffic)
     lap = Laps("direct")
     try:
-        open_notebook(page, lab, "00_start_here.ipynb")
-        lap("open notebook, kernel idle")
-        run_all(page)
-        bench = page.locator(".wb-workbench")
-        bench.wait_for(timeout=60_000)
-        lap("run all")
+        bench = _open_workbench(page, lab, lap)
 
         _export(page, bench, artifacts, "browser_1_export.png")
         lap("export")
@@ -167,12 +173,7 @@ def test_netron_through_jupyter_server(lab: LabServer, browser: Any, artifacts: 
     _record_console(page, traffic)
     lap = Laps("proxy")
     try:
-        open_notebook(page, lab, "00_start_here.ipynb")  # the kernel of the first test, if it ran
-        lap("open notebook, kernel idle")
-        run_all(page)
-        bench = page.locator(".wb-workbench")
-        bench.wait_for(timeout=60_000)
-        lap("run all")
+        bench = _open_workbench(page, lab, lap)  # the kernel of the first test, if it ran
         _export(page, bench, artifacts, "browser_6_export_remote.png")
         lap("export (cached if the first test ran)")
         _show_graph(page, bench, artifacts, "browser_7_graph_netron_proxy.png")
