@@ -1,6 +1,6 @@
 # make setup : create .venv/ with the package, its CPU runtime and the test tools
 # make lab   : setup, then JupyterLab on notebooks/
-# make test  : setup, then the whole test suite
+# make test  : setup, the import contracts (lint-imports), then the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -25,9 +25,11 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 clean:

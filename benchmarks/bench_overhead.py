@@ -29,16 +29,16 @@ from workbench.core.bench import benchmark
 from workbench.core.session import SessionConfig, open_session
 
 
-def export_smoke_model(directory: Path) -> Path:
+def export_smoke_model(work_dir: Path) -> Path:
     """The smoke text classifier as ONNX (TorchScript exporter: fast, fine for timing)."""
-    zm = zoo.get("text_classifier", smoke=True)
-    path = directory / "text_classifier.onnx"
+    case = zoo.get("text_classifier", smoke=True)
+    path = work_dir / "text_classifier.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            zm.model, zm.example_inputs, str(path), dynamo=False, opset_version=17,
-            input_names=list(zm.spec.input_names), output_names=list(zm.spec.output_names),
-            dynamic_axes=zm.spec.dynamic_axes,
+            case.model, case.example_inputs, str(path), dynamo=False, opset_version=17,
+            input_names=list(case.spec.input_names), output_names=list(case.spec.output_names),
+            dynamic_axes=case.spec.dynamic_axes,
         )
     return path
 

@@ -80,17 +80,17 @@ class VariantResult:
 def export_zoo(name: str, *, full: bool, batch: int | None, seq: int | None,
                folder: Path) -> tuple[Path, tuple[torch.Tensor, ...], list[str]]:
     """Export a zoo model with the TorchScript exporter; return the path, inputs at the asked size, names."""
-    model = zoo.get(name, smoke=not full)
-    inputs = model.make_inputs(batch=batch, seq=seq) if batch or seq else model.example_inputs
+    case = zoo.get(name, smoke=not full)
+    inputs = case.make_inputs(batch=batch, seq=seq)
     path = folder / f"{name}.onnx"
     # Exported at the size it is timed at: the TorchScript exporter bakes some shapes (see the seeds' notes).
     # Not under no_grad: eval + no_grad sends nn.TransformerEncoderLayer down a fused path with no ONNX export.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.model, inputs, str(path), dynamo=False, opset_version=model.spec.opset,
-                          input_names=list(model.spec.input_names), output_names=list(model.spec.output_names),
-                          dynamic_axes={k: dict(v) for k, v in model.spec.dynamic_axes.items()})
-    return path, tuple(t.contiguous() for t in inputs), list(model.spec.input_names)
+        torch.onnx.export(case.model, inputs, str(path), dynamo=False, opset_version=case.spec.opset,
+                          input_names=list(case.spec.input_names), output_names=list(case.spec.output_names),
+                          dynamic_axes={k: dict(v) for k, v in case.spec.dynamic_axes.items()})
+    return path, tuple(t.contiguous() for t in inputs), list(case.spec.input_names)
 
 
 def cpu_variants(path: Path, inputs: Sequence[torch.Tensor], names: list[str], threads: int) -> list[Variant]:

@@ -35,11 +35,11 @@ def measure(rounds: int, directory: str) -> dict[str, Any]:
     import workbench as wb
     from workbench.widgets import LiveDiff, SessionToggles
 
-    zm = wb.zoo.get("text_classifier", smoke=True)
-    path = wb.export(zm.model, zm.example_inputs, Path(directory) / "text_classifier.onnx", zm.spec).path
+    case = wb.zoo.get("text_classifier", smoke=True)
+    out = wb.export(case.model, case.example_inputs, Path(directory) / "text_classifier.onnx", spec=case.spec).out
     toggles = SessionToggles()
-    diff = LiveDiff(zm.model, path, zm.example_inputs, spec=zm.spec, config=toggles.value)
-    traitlets.dlink((toggles, "value"), (diff, "config"))
+    diff = LiveDiff.from_case(case, out, config=toggles.config)
+    traitlets.dlink((toggles, "config"), (diff, "config"))
     if not diff.wait(120) or diff.state != "done":
         raise RuntimeError(f"the first comparison failed: {diff.error}")
     seconds: list[float] = []

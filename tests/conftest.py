@@ -24,7 +24,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def export_zoo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., wb.ExportResult]:
-    """export_zoo(name, exporter='dynamo', batch=2) -> ExportResult of the smoke zoo model (cached per session)."""
+    """export_zoo(name, exporter='dynamo', batch=2) -> ExportResult of the smoke zoo case (cached per session)."""
     root = tmp_path_factory.mktemp("exports")
     done: dict[tuple[str, str, int], wb.ExportResult] = {}
 
@@ -33,23 +33,24 @@ def export_zoo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., wb.Exp
         if key not in done:
             zm = wb.zoo.get(name, smoke=True)
             spec = zm.spec if exporter == "dynamo" else zm.spec.replace(exporter="torchscript", opset=17)
-            done[key] = wb.export(zm.model, zm.make_inputs(batch=batch), root / f"{name}_{exporter}_b{batch}.onnx", spec)
+            done[key] = wb.export(zm.model, zm.make_inputs(batch=batch), root / f"{name}_{exporter}_b{batch}.onnx",
+                                  spec=spec)
         return done[key]
 
     return _export
 
 
 @pytest.fixture(scope="session")
-def tc_smoke() -> wb.zoo.ZooModel:
+def tc_smoke() -> wb.ModelCase:
     return wb.zoo.get("text_classifier", smoke=True)
 
 
 @pytest.fixture(scope="session")
-def mlp() -> wb.zoo.ZooModel:
+def mlp() -> wb.ModelCase:
     return wb.zoo.get("mlp", smoke=True)
 
 
-def _torch_export(zm: wb.zoo.ZooModel, exporter: str, path: Path) -> Path:
+def _torch_export(zm: wb.ModelCase, exporter: str, path: Path) -> Path:
     """Plain ``torch.onnx.export`` of a zoo model, for tests of modules that must not depend on wb.export."""
     spec = zm.spec
     with warnings.catch_warnings():

@@ -11,7 +11,8 @@ from plotly.offline import get_plotlyjs
 sys.path.insert(0, str(Path(__file__).parent / "viz"))
 from _data import comparison, converted, opt_levels, probe_report, sweep_result  # noqa: E402
 
-from workbench.core.pipeline import PipelineRun, StageResult  # noqa: E402
+from workbench.core.pipeline import PipelineRun  # noqa: E402
+from workbench.core.stages import StageResult  # noqa: E402
 from workbench.errors import InvalidInputError  # noqa: E402
 from workbench.report import render_report, write_report  # noqa: E402
 
@@ -67,6 +68,15 @@ def test_a_figure_that_cannot_be_drawn_is_reported_in_its_section(tmp_path: Path
     text = render_report(run)
     assert "figures could not be drawn" in text
     assert text.count("Plotly.newPlot(") == 7
+
+
+def test_strings_from_the_model_and_exceptions_are_escaped(tmp_path: Path):
+    stages = [StageResult("export", False, None, exception="ExportError: bad <b>name</b> & 'quote'",
+                          summary="<img src=x onerror=alert(1)>")]
+    text = render_report(PipelineRun("<script>alert(1)</script>", tmp_path / "<dir>", stages))
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<b>name</b>" not in text and "bad &lt;b&gt;name&lt;/b&gt; &amp; &#x27;quote&#x27;" in text
+    assert "<img" not in text and "&lt;dir&gt;" in text
 
 
 def test_bad_arguments(tmp_path: Path):

@@ -6,7 +6,11 @@ Every message says what was received and how to fix it. Callers catch
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+__all__ = ["WorkbenchError", "InvalidInputError", "ModelFileError", "SpecError", "FeedError", "ProviderError",
+           "ExportError", "brief", "describe"]
 
 
 class WorkbenchError(Exception):
@@ -31,10 +35,6 @@ class FeedError(InvalidInputError):
 
 class ProviderError(InvalidInputError):
     """An execution provider name that ONNX Runtime does not know, or bad provider options."""
-
-
-class CancelledError(WorkbenchError):
-    """A long run (a sweep, a probe) was cancelled by its caller."""
 
 
 class ExportError(WorkbenchError):
@@ -76,3 +76,61 @@ def describe(value: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# ONNX Runtime prefixes messages with the C++ source file and function, e.g.
+# "/onnxruntime_src/onnxruntime/core/.../x.cc:123 void f(int) ".
+_ORT_SOURCE = re.compile(r"\S*onnxruntime_src\S*(:\d+)?\s+([\w:~<>*&, ]+\([^)]*\)\s*)?")
+_NOT_MEANINGFUL = ("Failed to export", "Failed to convert", "Traceback (most recent call last)")
+
+
+def _innermost(exc: BaseException) -> tuple[BaseException, list[BaseException]]:
+    """The innermost cause of ``exc`` (following ``.exception`` and ``__cause__``) and the wrappers."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        inner = getattr(current, "exception", None)
+        current = inner if isinstance(inner, BaseException) else current.__cause__
+    return chain[-1], chain[:-1]
+
+
+def _first_line(text: str) -> str:
+    text = _ORT_SOURCE.sub("", _ANSI.sub("", text))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    meaningful = [line for line in lines if not line.startswith(_NOT_MEANINGFUL)] or lines or [""]
+    first, rest = meaningful[0], meaningful[1:]
+    while first.endswith(":") and rest:  # "... for the following indices:" continues on the next line
+        first, rest = f"{first} {rest[0]}", rest[1:]
+    return first
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: max(1, limit - 1)]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:") + "\u2026"
+
+
+def brief(exc_or_text: BaseException | str | None, limit: int = 300) -> str:
+    """One line for a message: ``"Type: first meaningful line"`` of an exception's innermost cause
+    (the wrapping exceptions' types follow in brackets), ANSI colour codes and ONNX Runtime's source
+    paths removed, cut at a word boundary with an ellipsis. Text is shortened the same way."""
+    if exc_or_text is None:
+        return ""
+    if not isinstance(exc_or_text, BaseException):
+        return _cut(_first_line(str(exc_or_text)), limit)
+    inner, wrappers = _innermost(exc_or_text)
+    line = _first_line(str(inner))
+    text = f"{type(inner).__name__}: {line}" if line else type(inner).__name__
+    via = [type(w).__name__ for w in reversed(wrappers) if type(w) is not type(inner)]
+    if via:
+        text += f" [via {', '.join(dict.fromkeys(via))}]"
+    return _cut(text, limit)

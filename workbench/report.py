@@ -5,7 +5,6 @@ offline and can be mailed or attached to a CI run.
 
 from __future__ import annotations
 
-import html
 import os
 import uuid
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from workbench.core._format import badge, fmt_time
-from workbench.core.pipeline import STAGES, PipelineRun, StageResult
-from workbench.errors import InvalidInputError, describe
+from workbench.core._format import badge, esc, fmt_time
+from workbench.core.pipeline import STAGES, PipelineRun
+from workbench.core.stages import StageResult
+from workbench.errors import InvalidInputError, brief, describe
 from workbench.viz.pipeline import figures_for_stage, run_level_figures
 
 _TITLES = {s.name: s.title for s in STAGES}
@@ -45,9 +45,9 @@ def _figure_html(fig: go.Figure) -> str:
 
 def _summary_table(run: PipelineRun) -> str:
     rows = "".join(
-        f"<tr><td><a href='#stage-{s.name}'>{html.escape(s.name)}</a></td><td>{badge(s.status)}</td>"
+        f"<tr><td><a href='#stage-{esc(s.name)}'>{esc(s.name)}</a></td><td>{badge(s.status)}</td>"
         f"<td>{fmt_time(s.duration_s) if s.status is not None else ''}</td>"
-        f"<td>{html.escape(s.exception.splitlines()[0][:300] if s.exception else s.summary)}</td></tr>"
+        f"<td>{esc(s.exception or s.summary)}</td></tr>"
         for s in run.stages
     )
     return ("<table class='wb-table'><thead><tr><th>stage</th><th>status</th><th>time</th><th>summary</th></tr>"
@@ -61,25 +61,25 @@ def _result_html(result: Any) -> str:
     try:
         return render()
     except Exception as exc:  # a broken repr must not lose the report
-        return f"<pre class='error'>could not render this result: {html.escape(f'{type(exc).__name__}: {exc}')}</pre>"
+        return f"<pre class='error'>could not render this result: {esc(brief(exc))}</pre>"
 
 
 def _stage_section(stage: StageResult, figures: list[tuple[str, go.Figure]] | str) -> str:
-    parts = [f"<section id='stage-{stage.name}'><h2>{html.escape(_TITLES.get(stage.name, stage.name))} "
+    parts = [f"<section id='stage-{esc(stage.name)}'><h2>{esc(_TITLES.get(stage.name, stage.name))} "
              f"{badge(stage.status)}</h2>",
-             f"<p class='meta'>stage <code>{html.escape(stage.name)}</code>"
+             f"<p class='meta'>stage <code>{esc(stage.name)}</code>"
              + (f", {fmt_time(stage.duration_s)}" if stage.status is not None else "") + "</p>"]
     if stage.summary:
-        parts.append(f"<p>{html.escape(stage.summary)}</p>")
+        parts.append(f"<p>{esc(stage.summary)}</p>")
     if stage.exception:
-        parts.append(f"<pre class='error'>{html.escape(stage.exception)}</pre>")
+        parts.append(f"<pre class='error'>{esc(stage.exception)}</pre>")
     if stage.traceback:
-        parts.append(f"<details><summary>traceback</summary><pre>{html.escape(stage.traceback)}</pre></details>")
+        parts.append(f"<details><summary>traceback</summary><pre>{esc(stage.traceback)}</pre></details>")
     if stage.warnings:
-        items = "".join(f"<li>{html.escape(w[:1000])}</li>" for w in stage.warnings)
+        items = "".join(f"<li>{esc(w[:1000])}</li>" for w in stage.warnings)
         parts.append(f"<details><summary>{len(stage.warnings)} warning(s)</summary><ul>{items}</ul></details>")
     if isinstance(figures, str):
-        parts.append(f"<pre class='error'>figures could not be drawn: {html.escape(figures)}</pre>")
+        parts.append(f"<pre class='error'>figures could not be drawn: {esc(figures)}</pre>")
     else:
         parts.extend(_figure_html(fig) for _, fig in figures)
     table = _result_html(stage.result)
@@ -97,12 +97,12 @@ def _figures(run: PipelineRun) -> tuple[dict[str, list[tuple[str, go.Figure]] | 
         try:
             out[stage.name] = figures_for_stage(stage)
         except Exception as exc:  # one broken result must not lose the report
-            out[stage.name] = f"{type(exc).__name__}: {exc}"
+            out[stage.name] = brief(exc)
     try:
         extra = run_level_figures(run)
     except Exception as exc:
         extra = {}
-        notes.append(f"figures across stages could not be drawn: {type(exc).__name__}: {exc}")
+        notes.append(f"figures across stages could not be drawn: {brief(exc)}")
     for name, figures in extra.items():
         current = out.get(name, [])
         if isinstance(current, list):
@@ -117,28 +117,28 @@ def render_report(run: PipelineRun) -> str:
     figures, notes = _figures(run)
     has_figures = any(isinstance(f, list) and f for f in figures.values())
     verdict = "CANCELLED" if run.cancelled else ("PASS" if run.ok else f"FAIL: {len(run.failed)} stage(s) failed")
-    versions = ", ".join(f"{k} {html.escape(v)}" for k, v in run.versions.items())
+    versions = ", ".join(f"{k} {esc(v)}" for k, v in run.versions.items())
     plotly_js = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if has_figures else ""
     sections = "".join(_stage_section(s, figures.get(s.name, [])) for s in run.stages)
-    title = f"onnx-workbench report: {html.escape(run.name)}"
-    notes_html = "".join(f"<pre class='error'>{html.escape(n)}</pre>" for n in notes)
+    title = f"onnx-workbench report: {esc(run.name)}"
+    notes_html = "".join(f"<pre class='error'>{esc(n)}</pre>" for n in notes)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
         f"<style>{_CSS}</style>{plotly_js}</head><body>"
         f"<h1>{title} {badge(run.ok if not run.cancelled else None, verdict)}</h1>"
-        f"<p class='meta'>started {html.escape(run.started_at)} (UTC), {fmt_time(run.duration_s)}, "
-        f"{'quick' if run.quick else 'full'} budget; files in <code>{html.escape(str(run.out_dir))}</code><br>"
+        f"<p class='meta'>started {esc(run.started_at)} (UTC), {fmt_time(run.duration_s)}, "
+        f"{'quick' if run.quick else 'full'} budget; files in <code>{esc(str(run.work_dir))}</code><br>"
         f"{versions}</p>{_summary_table(run)}{sections}{notes_html}"
         "<p class='meta'>Made by onnx-workbench.</p></body></html>"
     )
 
 
-def write_report(run: PipelineRun, path: str | os.PathLike[str]) -> Path:
-    """Write the HTML report of ``run`` to ``path`` (atomically) and return the path."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidInputError(f"path must be a str or Path for the .html file, received {describe(path)}.")
-    target = Path(path)
+def write_report(run: PipelineRun, out: str | os.PathLike[str]) -> Path:
+    """Write the HTML report of ``run`` to ``out`` (atomically) and return that path."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise InvalidInputError(f"out must be a str or Path for the .html file, received {describe(out)}.")
+    target = Path(out)
     if target.is_dir():
         raise InvalidInputError(f"'{target}' is a folder. Pass a file path such as '{target / 'report.html'}'.")
     text = render_report(run)

@@ -116,7 +116,7 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         diff = bench.locator(".wb-live-diff")
         titles = diff.locator(".js-plotly-plot .gtitle")
         wait_until(lambda: titles.count() == 3 and all("CPU/all" in t for t in titles.all_text_contents()), timeout=60)
-        assert diff.locator(".wb-badge-pass").count() == 1
+        assert diff.locator(".wb-verdict-pass").count() == 1
         before = diff.locator(".js-plotly-plot").nth(2).inner_html()
         diff.screenshot(path=str(artifacts / "browser_3_diff_all.png"))
 
@@ -135,7 +135,7 @@ def test_workbench_in_jupyterlab(lab: LabServer, browser: Any, artifacts: Path) 
         print(f"toggle -> all three diff plots redrawn in the browser: median {median:.3f} s of {seconds}")
         (artifacts / "browser_redraw_seconds.txt").write_text(" ".join(f"{s:.3f}" for s in seconds) + "\n")
         assert median <= 2.0, f"toggle -> redraw took {median:.2f} s (median) in the browser"
-        assert "CPU/disable" in diff.locator(".wb-diff-badge").inner_text()
+        assert "CPU/disable" in diff.locator(".wb-diff-verdict").inner_text()
         assert diff.locator(".js-plotly-plot").nth(2).inner_html() != before, "the error bars did not change"
         diff.screenshot(path=str(artifacts / "browser_4_diff_disable.png"))
         lap("diff and toggle")

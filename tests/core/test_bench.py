@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
@@ -14,17 +15,18 @@ import torch
 from torch import nn
 
 from workbench import zoo
+from workbench.core.case import ModelCase
 from workbench.core.bench import Measurement, benchmark
-from workbench.core.flops import graph_flops
+from workbench.core.flops import Peak, graph_flops
 from workbench.core.session import SessionConfig, open_session
 from workbench.core.sweep import SweepResult, sweep
-from workbench.errors import FeedError, InvalidInputError
+from workbench.errors import FeedError, InvalidInputError, ModelFileError
 
 FAST = {"warmup": 1, "runs": 3}
 
 
 @pytest.fixture(scope="module")
-def mlp() -> zoo.ZooModel:
+def mlp() -> ModelCase:
     return zoo.get("mlp", smoke=True)
 
 
@@ -119,7 +121,7 @@ def test_measurement_rejects_nonsense(kwargs: dict[str, Any], match: str) -> Non
 # ---------------------------------------------------------------------------------------------
 
 
-def test_benchmark_session_positional_and_dict(mlp: zoo.ZooModel, mlp_session: ort.InferenceSession) -> None:
+def test_benchmark_session_positional_and_dict(mlp: ModelCase, mlp_session: ort.InferenceSession) -> None:
     m = benchmark(mlp_session, mlp.example_inputs, warmup=1, runs=7, batch_size=2, flops=_mlp_flops(2))
     assert len(m.raw_times) == 7 and all(0 < t < 1 for t in m.raw_times)
     assert m.label == "ort:CPU" and m.threads == 1 and m.batch_size == 2
@@ -128,7 +130,28 @@ def test_benchmark_session_positional_and_dict(mlp: zoo.ZooModel, mlp_session: o
     assert by_name.label == "mine" and by_name.runs == 2
 
 
-def test_benchmark_min_time_runs_until_the_budget(mlp: zoo.ZooModel, mlp_session: ort.InferenceSession) -> None:
+def test_benchmark_opens_a_path_or_proto_with_config(mlp: ModelCase, mlp_onnx: Path) -> None:
+    m = benchmark(mlp_onnx, mlp.example_inputs, config=SessionConfig(intra_op_threads=1), **FAST)
+    assert m.label == "ort:CPU" and m.threads == 1 and m.runs == 3
+    by_threads = benchmark(onnx.load(str(mlp_onnx)), mlp.example_inputs, threads=2, **FAST)
+    assert by_threads.threads == 2
+
+
+def test_benchmark_times_any_callable(mlp: ModelCase) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def work(*args: Any) -> None:
+        calls.append(args)
+
+    m = benchmark(work, warmup=2, runs=4)
+    assert m.label == "work" and m.runs == 4 and calls == [()] * 6
+    assert m.cpu_per_call is not None and m.cpu_per_call >= 0 and m.summary()["cpu_per_call"] == m.cpu_per_call
+    calls.clear()
+    assert benchmark(work, (1, 2), label="pair", **FAST).label == "pair" and calls[-1] == (1, 2)
+    assert benchmark(lambda **kw: calls.append(tuple(kw)), {"a": 1}, **FAST).runs == 3 and calls[-1] == ("a",)
+
+
+def test_benchmark_min_time_runs_until_the_budget(mlp: ModelCase, mlp_session: ort.InferenceSession) -> None:
     m = benchmark(mlp_session, mlp.example_inputs, warmup=0, min_time=0.02)
     assert sum(m.raw_times) >= 0.02 and m.runs > 1
 
@@ -144,7 +167,7 @@ def test_benchmark_module_sets_threads_and_inference_mode_then_restores() -> Non
     assert m.label == "eager:Recorder"
 
 
-def test_benchmark_module_accepts_numpy_and_dict(mlp: zoo.ZooModel) -> None:
+def test_benchmark_module_accepts_numpy_and_dict(mlp: ModelCase) -> None:
     x = mlp.example_inputs[0].numpy()
     assert benchmark(mlp.model, (x,), **FAST).runs == 3
     assert benchmark(mlp.model, {"x": mlp.example_inputs[0]}, **FAST).runs == 3
@@ -172,14 +195,20 @@ def test_benchmark_failure_is_explained_and_threads_restored() -> None:
         ({"threads": 0}, "threads must be an int >= 1"),
     ],
 )
-def test_benchmark_rejects_bad_budgets(mlp: zoo.ZooModel, kwargs: dict[str, Any], match: str) -> None:
+def test_benchmark_rejects_bad_budgets(mlp: ModelCase, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         benchmark(mlp.model, mlp.example_inputs, **kwargs)
 
 
-def test_benchmark_rejects_bad_targets_and_inputs(mlp: zoo.ZooModel, mlp_session: ort.InferenceSession) -> None:
-    with pytest.raises(InvalidInputError, match="torch.nn.Module or an onnxruntime.InferenceSession, received str"):
+def test_benchmark_rejects_bad_targets_and_inputs(mlp: ModelCase, mlp_session: ort.InferenceSession) -> None:
+    with pytest.raises(InvalidInputError, match="target must be an nn.Module, .* or a callable, received int"):
+        benchmark(42, mlp.example_inputs)
+    with pytest.raises(ModelFileError, match="No ONNX file"):
         benchmark("model.onnx", mlp.example_inputs)
+    with pytest.raises(InvalidInputError, match="config= applies when benchmark opens the model"):
+        benchmark(mlp_session, mlp.example_inputs, config=SessionConfig())
+    with pytest.raises(InvalidInputError, match="config= is for ONNX models"):
+        benchmark(mlp.model, mlp.example_inputs, config=SessionConfig())
     with pytest.raises(InvalidInputError, match="inputs is empty"):
         benchmark(mlp_session, ())
     with pytest.raises(InvalidInputError, match="inputs is empty"):
@@ -201,10 +230,10 @@ def test_benchmark_rejects_bad_targets_and_inputs(mlp: zoo.ZooModel, mlp_session
 # ---------------------------------------------------------------------------------------------
 
 
-def test_sweep_rows_are_consistent(mlp: zoo.ZooModel, mlp_onnx: Path, tmp_path: Path) -> None:
+def test_sweep_rows_are_consistent(mlp: ModelCase, mlp_onnx: Path, tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
     configs = [SessionConfig(intra_op_threads=1), SessionConfig(opt_level="disable", intra_op_threads=1)]
-    result = sweep(mlp.model, mlp_onnx, [1, 4], [None], configs, input_factory=mlp.make_inputs,
+    result = sweep(mlp.model, mlp_onnx, batch_sizes=[1, 4], seq_lens=[None], configs=configs, input_factory=mlp.make_inputs,
                    progress=lambda *a: calls.append(a), **FAST)
     assert isinstance(result, SweepResult) and not result.cancelled and not result.errors
     assert [(r.config, r.batch) for r in result.rows] == [
@@ -223,13 +252,22 @@ def test_sweep_rows_are_consistent(mlp: zoo.ZooModel, mlp_onnx: Path, tmp_path: 
     back = pd.read_csv(result.to_csv(tmp_path / "sweep.csv"))
     assert list(back["p50"]) == pytest.approx(list(df["p50"]))
     assert repr(result).startswith("SweepResult(6/6 cells)") and "CPU/disable/t1" in repr(result)
+    table = result.speedups()
+    assert list(table.index) == [1, 4] and list(table.columns) == ["-"]
+    assert table.loc[4, "-"] == pytest.approx(max(r.speedup for r in result.rows if r.batch == 4), abs=0.01)
+    peak = Peak(size=64, dtype="float32", threads=1, raw_times=(1e-3,))
+    cells = result.of_peak(peak)
+    assert list(cells.columns) == ["config", "batch", "seq", "gflops", "p50 ms", "of peak"] and len(cells) == 6
+    assert cells["of peak"].iloc[0] == pytest.approx(cells["gflops"].iloc[0] / peak.gflops, abs=0.01)
+    with pytest.raises(InvalidInputError, match="peak must be a wb.Peak"):
+        result.of_peak(3.0)
     assert "<table" in result._repr_html_()
 
 
 def test_sweep_resizes_example_inputs_along_batch_and_seq(torch_export: Callable[..., Path]) -> None:
     bert = zoo.get("bert_like", smoke=True)
     path = torch_export("bert_like")
-    result = sweep(bert.model, path, [1, 2], [4, 8], include_eager=False,
+    result = sweep(bert.model, path, batch_sizes=[1, 2], seq_lens=[4, 8], include_eager=False,
                    spec=bert.spec, example_inputs=bert.example_inputs, **FAST)
     assert not result.errors and [(r.batch, r.seq) for r in result.rows] == [(1, 4), (1, 8), (2, 4), (2, 8)]
     names = ("input_ids", "attention_mask", "token_type_ids")
@@ -239,7 +277,7 @@ def test_sweep_resizes_example_inputs_along_batch_and_seq(torch_export: Callable
     assert result.rows[3].flops > result.rows[1].flops > result.rows[0].flops
 
 
-def test_sweep_captures_failing_config_and_shape(mlp: zoo.ZooModel, mlp_onnx: Path) -> None:
+def test_sweep_captures_failing_config_and_shape(mlp: ModelCase, mlp_onnx: Path) -> None:
     def factory(batch: int, seq: int | None) -> tuple[torch.Tensor, ...]:
         if batch == 3:
             return (torch.randn(3, 17),)  # wrong feature size: every target fails to run it
@@ -248,7 +286,7 @@ def test_sweep_captures_failing_config_and_shape(mlp: zoo.ZooModel, mlp_onnx: Pa
         return mlp.make_inputs(batch=batch)
 
     broken = SessionConfig(provider_options={"NopeExecutionProvider": {}})
-    result = sweep(mlp.model, mlp_onnx, [2, 3, 5], [None], [SessionConfig(), broken],
+    result = sweep(mlp.model, mlp_onnx, batch_sizes=[2, 3, 5], seq_lens=[None], configs=[SessionConfig(), broken],
                    input_factory=factory, **FAST)
     assert not result.cancelled and len(result.rows) == 9
     by_cell = {(r.config, r.batch): r for r in result.rows}
@@ -265,19 +303,20 @@ def test_sweep_captures_failing_config_and_shape(mlp: zoo.ZooModel, mlp_onnx: Pa
         result.measurement("eager", 3)
 
 
-def test_sweep_cancel_returns_partial_results(mlp: zoo.ZooModel, mlp_onnx: Path) -> None:
+def test_sweep_cancel_returns_partial_results(mlp: ModelCase, mlp_onnx: Path) -> None:
     stop = threading.Event()
 
     def progress(done: int, total: int, label: str) -> None:
         if done == 3:
             stop.set()
 
-    result = sweep(mlp.model, mlp_onnx, [1, 2], [None], [SessionConfig(), SessionConfig(opt_level="basic")],
+    result = sweep(mlp.model, mlp_onnx, batch_sizes=[1, 2], seq_lens=[None],
+                   configs=[SessionConfig(), SessionConfig(opt_level="basic")],
                    input_factory=mlp.make_inputs, progress=progress, cancel=stop, **FAST)
     assert result.cancelled and result.total == 6 and len(result.rows) == 3
     assert [r.config for r in result.rows] == ["eager", "eager", "CPU/all"] and not result.errors
     assert "3/6 cells, cancelled" in repr(result)
-    nothing = sweep(mlp.model, mlp_onnx, [1], input_factory=mlp.make_inputs, cancel=lambda: True, **FAST)
+    nothing = sweep(mlp.model, mlp_onnx, batch_sizes=[1], input_factory=mlp.make_inputs, cancel=lambda: True, **FAST)
     assert nothing.cancelled and nothing.rows == []
 
 
@@ -287,7 +326,7 @@ def test_sweep_cancel_returns_partial_results(mlp: zoo.ZooModel, mlp_onnx: Path)
         ({"configs": ["CPUExecutionProvider"]}, "configs must hold wb.SessionConfig objects, received str"),
         ({"batch_sizes": []}, "batch_sizes must be a non-empty list of ints >= 1"),
         ({"seq_lens": [0]}, r"seq_lens .* Use \[None\]"),
-        ({"input_factory": None}, "pass input_factory=zoo_model.make_inputs, or spec= and example_inputs="),
+        ({"input_factory": None}, "pass input_factory=case.make_inputs, or spec= and example_inputs="),
         ({"input_factory": None, "seq_lens": [8], "spec": "SPEC", "example_inputs": "EXAMPLES"},
          r"dynamic input axes are \['batch'\], but the sweep needs 2"),
         ({"cancel": 3}, "cancel must be a threading.Event or a callable"),
@@ -295,8 +334,8 @@ def test_sweep_cancel_returns_partial_results(mlp: zoo.ZooModel, mlp_onnx: Path)
         ({"model": "not a module"}, "Expected a torch.nn.Module"),
     ],
 )
-def test_sweep_rejects_bad_arguments(mlp: zoo.ZooModel, mlp_onnx: Path, kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {"model": mlp.model, "onnx_path": mlp_onnx, "batch_sizes": [1], "seq_lens": [None],
+def test_sweep_rejects_bad_arguments(mlp: ModelCase, mlp_onnx: Path, kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"model": mlp.model, "onnx_model": mlp_onnx, "batch_sizes": [1], "seq_lens": [None],
                             "configs": [SessionConfig()], "input_factory": mlp.make_inputs}
     args.update(kwargs)
     args["spec"] = mlp.spec if args.get("spec") == "SPEC" else args.get("spec")

@@ -17,7 +17,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_dynamo_export_declares_named_dynamic_axes(export_zoo):
     result = export_zoo("text_classifier")
-    assert result.path.exists() and result.exporter == "dynamo" and result.opset == 18
+    assert result.out.exists() and result.exporter == "dynamo" and result.opset == 18
     assert result.duration_s > 0 and result.torch_version == torch.__version__
     summary = result.summary
     assert summary.checker_ok
@@ -34,44 +34,44 @@ def test_torchscript_export(export_zoo):
 
 def test_cache_hit_is_fast_and_invalidated_by_weights_and_spec(mlp, tmp_path):
     path = tmp_path / "mlp.onnx"
-    first = wb.export(mlp.model, mlp.example_inputs, path, mlp.spec)
+    first = wb.export(mlp.model, mlp.example_inputs, path, spec=mlp.spec)
     assert not first.cached
     start = time.perf_counter()
-    again = wb.export(mlp.model, mlp.make_inputs(batch=2, seed=5), path, mlp.spec)
+    again = wb.export(mlp.model, mlp.make_inputs(batch=2, seed=5), path, spec=mlp.spec)
     assert time.perf_counter() - start <= 0.2
     assert again.cached and again.fingerprint == first.fingerprint and again.spec == first.spec
     model = wb.zoo.get("mlp").model
     with torch.no_grad():
         model.fc2.bias.add_(1.0)
-    changed = wb.export(model, mlp.example_inputs, path, mlp.spec)
+    changed = wb.export(model, mlp.example_inputs, path, spec=mlp.spec)
     assert not changed.cached
-    respec = wb.export(model, mlp.example_inputs, path, mlp.spec.replace(opset=19))
+    respec = wb.export(model, mlp.example_inputs, path, spec=mlp.spec.replace(opset=19))
     assert not respec.cached and respec.summary.opsets[""] == 19
 
 
 def test_cache_ignores_a_file_changed_on_disk(mlp, tmp_path):
     path = tmp_path / "mlp.onnx"
-    wb.export(mlp.model, mlp.example_inputs, path, mlp.spec)
+    wb.export(mlp.model, mlp.example_inputs, path, spec=mlp.spec)
     path.write_bytes(path.read_bytes() + b"\0")
-    assert not wb.export(mlp.model, mlp.example_inputs, path, mlp.spec).cached
+    assert not wb.export(mlp.model, mlp.example_inputs, path, spec=mlp.spec).cached
 
 
 def test_unknown_dynamic_axes_key_raises_before_writing(mlp, tmp_path):
     spec = mlp.spec.replace(dynamic_axes={"X": {0: "batch"}})
     with pytest.raises(wb.SpecError, match=r"dynamic_axes names 'X'.*Did you mean 'x'.*Nothing was written"):
-        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec)
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec=spec)
     assert _leftovers(tmp_path) == []
 
 
 def test_dynamic_axis_out_of_range(mlp, tmp_path):
     spec = mlp.spec.replace(dynamic_axes={"x": {2: "batch"}})
     with pytest.raises(wb.SpecError, match="marks dimension 2.*rank 2"):
-        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec)
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec=spec)
     assert _leftovers(tmp_path) == []
 
 
-def test_training_mode_is_reported_before_writing(tmp_path):
-    model = wb.zoo.MLP().train()
+def test_training_mode_is_reported_before_writing(mlp, tmp_path):
+    model = type(mlp.model)().train()
     with pytest.raises(wb.SpecError, match=r"training mode.*model.eval\(\)"):
         wb.export(model, (torch.randn(2, 16),), tmp_path / "m.onnx")
     assert _leftovers(tmp_path) == []
@@ -79,9 +79,9 @@ def test_training_mode_is_reported_before_writing(tmp_path):
 
 def test_names_must_match_arity(mlp, tmp_path):
     with pytest.raises(wb.SpecError, match="input_names has 2 name"):
-        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec.replace(input_names=("a", "b")))
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec=mlp.spec.replace(input_names=("a", "b")))
     with pytest.raises(wb.SpecError, match="output_names has 2 name.*returns 1 tensor"):
-        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec.replace(output_names=("a", "b")))
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec=mlp.spec.replace(output_names=("a", "b")))
     with pytest.raises(wb.InvalidInputError, match="takes 1 positional inputs, received 2"):
         wb.export(mlp.model, (torch.randn(2, 16), torch.randn(2, 16)), tmp_path / "m.onnx")
     assert _leftovers(tmp_path) == []
@@ -118,7 +118,7 @@ class _Histogram(nn.Module):
 def test_failed_export_raises_with_stage_and_leaves_no_file(tmp_path, exporter, opset, exc_name):
     with pytest.raises(wb.ExportError) as info:
         wb.export(_Histogram().eval(), (torch.randn(3, 3),), tmp_path / "bad.onnx",
-                  wb.ExportSpec(exporter=exporter, opset=opset))
+                  spec=wb.ExportSpec(exporter=exporter, opset=opset))
     err = info.value
     assert err.stage == "translate" and type(err.exception).__name__ == exc_name
     assert "histc" in str(err.exception) and "Nothing was written" in str(err)
@@ -132,17 +132,17 @@ def test_interrupted_export_leaves_no_file(mlp, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.onnx, "export", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", mlp.spec)
+        wb.export(mlp.model, mlp.example_inputs, tmp_path / "m.onnx", spec=mlp.spec)
     assert _leftovers(tmp_path) == []
 
 
 def test_external_data(mlp, tmp_path):
     result = wb.export(mlp.model, mlp.example_inputs, tmp_path / "ext.onnx",
-                       mlp.spec.replace(external_data=True, exporter="torchscript", opset=17))
+                       spec=mlp.spec.replace(external_data=True, exporter="torchscript", opset=17))
     assert (tmp_path / "ext.onnx.data").exists()
     assert result.summary.external_data == {"ext.onnx.data": (tmp_path / "ext.onnx.data").stat().st_size}
     x = mlp.make_inputs(batch=3)
-    assert wb.compare(mlp.model, result.path, x)
+    assert wb.compare(mlp.model, result.out, x)
 
 
 def test_dynamic_shapes_share_dims_for_shared_symbols():
@@ -153,18 +153,18 @@ def test_dynamic_shapes_share_dims_for_shared_symbols():
 
 
 def test_size_one_example_is_warned(tc_smoke, tmp_path):
-    result = wb.export(tc_smoke.model, tc_smoke.make_inputs(batch=1), tmp_path / "b1.onnx", tc_smoke.spec)
+    result = wb.export(tc_smoke.model, tc_smoke.make_inputs(batch=1), tmp_path / "b1.onnx", spec=tc_smoke.spec)
     assert any("is 1 in the example" in w for w in result.warnings)
 
 
 def test_cache_sees_edits_through_param_data(mlp, tmp_path):
     model = wb.zoo.get("mlp", smoke=True).model
     path = tmp_path / "m.onnx"
-    wb.export(model, mlp.example_inputs, path, mlp.spec)
+    wb.export(model, mlp.example_inputs, path, spec=mlp.spec)
     model.fc1.weight.data += 0.5  # does not bump the parameter's version counter
-    again = wb.export(model, mlp.example_inputs, path, mlp.spec)
+    again = wb.export(model, mlp.example_inputs, path, spec=mlp.spec)
     assert not again.cached
-    assert wb.compare(model, again.path, mlp.make_inputs(batch=3))
+    assert wb.compare(model, again.out, mlp.make_inputs(batch=3))
 
 
 def test_custom_translation_table_is_passed_to_the_dynamo_exporter(tmp_path):
@@ -174,13 +174,58 @@ def test_custom_translation_table_is_passed_to_the_dynamo_exporter(tmp_path):
         return op.Max(x, op.CastLike(0.0, x))
 
     model = wb.zoo.get("mlp", smoke=True)
-    result = wb.export(model.model, model.example_inputs, tmp_path / "t.onnx", model.spec,
+    result = wb.export(model.model, model.example_inputs, tmp_path / "t.onnx", spec=model.spec,
                        custom_translation_table={torch.ops.aten.relu.default: relu_as_max})
-    ops = result.summary.op_histogram
+    ops = result.summary.ops
     assert ops["Relu"] == 0 and ops["Max"] == 1
-    assert wb.compare(model.model, result.path, model.make_inputs(batch=3))
+    assert wb.compare(model.model, result.out, model.make_inputs(batch=3))
     with pytest.raises(wb.SpecError, match="custom_translation_table .* is for the dynamo exporter"):
         wb.export(model.model, model.example_inputs, tmp_path / "u.onnx",
-                  model.spec.replace(exporter="torchscript", opset=17), custom_translation_table={1: 2})
+                  spec=model.spec.replace(exporter="torchscript", opset=17), custom_translation_table={1: 2})
     with pytest.raises(wb.SpecError, match="custom_opsets is for the TorchScript exporter"):
-        wb.export(model.model, model.example_inputs, tmp_path / "u.onnx", model.spec, custom_opsets={"x": 1})
+        wb.export(model.model, model.example_inputs, tmp_path / "u.onnx", spec=model.spec, custom_opsets={"x": 1})
+
+
+_HELPER_MODULE = '''
+import torch
+from torch import nn
+
+
+def scale(x):
+    return x * {factor}
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return scale(self.fc(x))
+'''
+
+
+def test_cache_sees_an_edit_of_a_module_level_helper_that_forward_calls(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no stale .pyc after an edit within one second
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = tmp_path / "wb_helper_model.py"
+    source.write_text(_HELPER_MODULE.format(factor="2.0"))
+    monkeypatch.delitem(sys.modules, "wb_helper_model", raising=False)
+    module = importlib.import_module("wb_helper_model")
+    x = torch.randn(2, 4)
+    out = tmp_path / "scaled.onnx"
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return module.Scaled().eval()
+
+    first = wb.export(build(), (x,), out)
+    assert not first.cached and wb.export(build(), (x,), out).cached
+    source.write_text(_HELPER_MODULE.format(factor="3.0"))  # only the helper changes, not the class
+    module = importlib.reload(module)
+    again = wb.export(build(), (x,), out)
+    assert not again.cached and again.fingerprint != first.fingerprint
+    assert wb.compare(build(), again.out, (x,))

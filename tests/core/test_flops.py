@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from workbench.core.flops import Peak, graph_flops, infer_concrete_shapes, machine_peak
+from workbench.core.flops import Peak, graph_flops, infer_shapes, machine_peak
 from workbench.errors import InvalidInputError, ModelFileError
 
 
@@ -97,9 +97,9 @@ def test_shape_chain_resolves_with_data_propagation() -> None:
     assert graph_flops(model, {"x": (5, 6)}) == 2 * (5 * 2) * 4 * 3
 
 
-def test_infer_concrete_shapes_reports_intermediate_shapes() -> None:
+def test_infer_shapes_reports_intermediate_shapes() -> None:
     model = _model([helper.make_node("MatMul", ["a", "w"], ["y"])], [_f("a", ["M", 8])], "y", [("w", _w(8, 3))])
-    shapes = infer_concrete_shapes(model, {"a": (4, 8)})
+    shapes = infer_shapes(model, {"a": (4, 8)})
     assert shapes["y"] == (4, 3) and shapes["w"] == (8, 3) and shapes["a"] == (4, 8)
 
 

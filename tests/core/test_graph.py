@@ -8,15 +8,15 @@ import workbench as wb
 
 
 def test_summary_of_an_export(export_zoo):
-    summary = wb.summarize(export_zoo("bert_like").path)
+    summary = wb.summarize(export_zoo("bert_like").out)
     assert summary.checker_ok and summary.checker_message == ""
     assert summary.ir_version >= 8 and summary.opsets[""] == 18
     assert "pytorch" in summary.producer
     assert [i.name for i in summary.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
     assert summary.inputs[0].dtype == "int64" and summary.inputs[0].dims == ("batch", "seq")
     assert [o.name for o in summary.outputs] == ["last_hidden_state", "pooler_output"]
-    assert summary.node_count == sum(summary.op_histogram.values()) > 0
-    assert summary.op_histogram["MatMul"] > 0
+    assert summary.node_count == sum(summary.ops.values()) > 0
+    assert summary.ops["MatMul"] > 0
     model = wb.zoo.get("bert_like", smoke=True).model
     n_params = sum(p.numel() for p in model.parameters())
     # the exporter may fold or add small constants; the weights dominate
@@ -29,9 +29,9 @@ def test_summary_of_an_export(export_zoo):
 
 
 def test_summary_of_a_model_proto(export_zoo):
-    proto = onnx.load(str(export_zoo("mlp").path))
+    proto = onnx.load(str(export_zoo("mlp").out))
     summary = wb.summarize(proto)
-    assert summary.path is None and summary.checker_ok and summary.op_histogram["Gemm"] + summary.op_histogram["MatMul"] == 2
+    assert summary.path is None and summary.checker_ok and summary.ops["Gemm"] + summary.ops["MatMul"] == 2
 
 
 def _invalid_model() -> onnx.ModelProto:
@@ -55,12 +55,12 @@ def test_custom_domain_ops_are_counted():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
     summary = wb.summarize(model, check=False)
-    assert summary.op_histogram == {"com.microsoft::FastGelu": 1}
+    assert summary.ops == {"com.microsoft::FastGelu": 1}
     assert summary.custom_domains == ["com.microsoft"] and summary.checker_ok is None
 
 
 def test_external_data_is_not_loaded(export_zoo, tmp_path):
-    proto = onnx.load(str(export_zoo("mlp").path))
+    proto = onnx.load(str(export_zoo("mlp").out))
     path = tmp_path / "ext.onnx"
     onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="weights.bin", size_threshold=0)
@@ -106,7 +106,7 @@ def test_bad_files(tmp_path, content, match):
 
 
 def test_truncated_file(export_zoo, tmp_path):
-    data = export_zoo("mlp").path.read_bytes()
+    data = export_zoo("mlp").out.read_bytes()
     path = tmp_path / "truncated.onnx"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(wb.ModelFileError, match="truncated, corrupt or not an ONNX file"):
@@ -118,3 +118,20 @@ def test_directory_and_wrong_type(tmp_path):
         wb.summarize(tmp_path)
     with pytest.raises(wb.ModelFileError, match="Expected a path to an .onnx file, received int"):
         wb.summarize(3)
+
+
+def test_one_op_histogram_counts_subgraphs_and_prefixes_other_domains(tmp_path):
+    then = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])])
+    other = helper.make_graph([helper.make_node("FastGelu", ["x"], ["e"], domain="com.microsoft")], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2])])
+    nodes = [helper.make_node("Identity", ["c"], ["c2"], domain="ai.onnx"),
+             helper.make_node("If", ["c2"], ["y"], then_branch=then, else_branch=other)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
+    expected = {"Identity": 1, "If": 1, "Relu": 1, "com.microsoft::FastGelu": 1}
+    assert wb.op_histogram(model) == expected
+    onnx.save(model, str(tmp_path / "if.onnx"))
+    assert wb.op_histogram(tmp_path / "if.onnx") == expected == wb.summarize(model, check=False).ops

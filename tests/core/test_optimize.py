@@ -17,13 +17,9 @@ import torch
 from workbench import zoo
 from workbench.core import optimize as opt_mod
 from workbench.core.gate import accuracy_gate
-from workbench.core.optimize import (
-    OptimizeResult,
-    model_bytes,
-    op_histogram,
-    optimize,
-    optimize_levels,
-)
+from workbench.core._files import model_bytes
+from workbench.core.graph import op_histogram
+from workbench.core.optimize import OptimizeResult, optimize, optimize_levels
 from workbench.core.transformer import (
     TransformerOptimizeResult,
     transformer_model_types,
@@ -68,11 +64,11 @@ def test_all_fuses_and_shrinks_bert_vs_disable(bert_ts: Path, bert_ts_levels: di
     disable, all_ = bert_ts_levels["disable"], bert_ts_levels["all"]
     assert disable.before == op_histogram(onnx.load(str(bert_ts)))
     assert all_.nodes_after < disable.nodes_after
-    fused = {"FusedMatMul", "BiasGelu", "FusedGemm"}
+    fused = {"com.microsoft::FusedMatMul", "com.microsoft::BiasGelu", "com.microsoft::FusedGemm"}
     assert fused <= set(all_.after) and not fused & set(disable.after)
     # ONNX Runtime turns Constant nodes into initializers even at 'disable'.
     assert disable.diff == {"Constant": -disable.before["Constant"]}
-    assert all_.diff["BiasGelu"] == 2 and all_.diff["Erf"] == -2
+    assert all_.diff["com.microsoft::BiasGelu"] == 2 and all_.diff["Erf"] == -2
     assert all_.hardware_specific and not bert_ts_levels["extended"].hardware_specific
     for result in bert_ts_levels.values():
         assert result.path.is_file() and result.after == op_histogram(onnx.load(str(result.path)))
@@ -80,13 +76,13 @@ def test_all_fuses_and_shrinks_bert_vs_disable(bert_ts: Path, bert_ts_levels: di
 
 
 def test_optimized_graph_computes_the_same(bert_ts: Path, bert_ts_levels: dict[str, OptimizeResult]) -> None:
-    gate = accuracy_gate(bert_ts, bert_ts_levels["all"].path, _bert_inputs(), "fp32")
+    gate = accuracy_gate(bert_ts, bert_ts_levels["all"].path, _bert_inputs(), tolerance="fp32")
     assert gate, gate
 
 
 def test_all_reduces_text_classifier_nodes(text_ts: Path, tmp_path: Path) -> None:
-    disable = optimize(text_ts, "disable", tmp_path / "d.onnx")
-    all_ = optimize(text_ts, "all", tmp_path / "a.onnx")
+    disable = optimize(text_ts, tmp_path / "d.onnx", opt_level="disable")
+    all_ = optimize(text_ts, tmp_path / "a.onnx", opt_level="all")
     assert all_.nodes_after < disable.nodes_after < disable.nodes_before
     assert all_.providers == ["CPUExecutionProvider"]
 
@@ -94,12 +90,12 @@ def test_all_reduces_text_classifier_nodes(text_ts: Path, tmp_path: Path) -> Non
 @pytest.mark.slow  # the dynamo export takes 10-20 s on 2 cores
 def test_dynamo_external_data_is_counted_and_output_is_self_contained(bert_dynamo: Path, tmp_path: Path) -> None:
     assert Path(str(bert_dynamo) + ".data").is_file(), "the dynamo exporter is expected to write external data"
-    result = optimize(bert_dynamo, "extended", tmp_path / "sub" / "dyn.onnx")
+    result = optimize(bert_dynamo, tmp_path / "sub" / "dyn.onnx", opt_level="extended")
     assert result.bytes_before == bert_dynamo.stat().st_size + Path(str(bert_dynamo) + ".data").stat().st_size
     saved = onnx.load(str(result.path), load_external_data=False)
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in saved.graph.initializer)
     assert result.bytes_after == result.path.stat().st_size
-    assert {"SkipLayerNormalization", "FusedMatMul"} <= set(result.after)
+    assert {"com.microsoft::SkipLayerNormalization", "com.microsoft::FusedMatMul"} <= set(result.after)
     assert result.nodes_after < result.nodes_before
     ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
 
@@ -109,10 +105,10 @@ def test_table_and_reprs(bert_ts_levels: dict[str, OptimizeResult]) -> None:
     df = result.to_pandas()
     assert list(df.columns) == ["op", "before", "after", "delta"]
     assert (df["after"] - df["before"] == df["delta"]).all()
-    assert df.set_index("op").loc["BiasGelu", "delta"] == 2
+    assert df.set_index("op").loc["com.microsoft::BiasGelu", "delta"] == 2
     assert df["delta"].ne(0).iloc[0], "changed ops come first"
     text = repr(result)
-    assert "level='all'" in text and "BiasGelu +2" in text and "NCHWc" in text
+    assert "level='all'" in text and "com.microsoft::BiasGelu +2" in text and "NCHWc" in text
     html = result._repr_html_()
     assert "<table" in html and "BiasGelu" in html and "NCHWc" in html
     assert "NCHWc" not in repr(OptimizeResult(result.source, result.path, "extended", Counter(), Counter(), 0, 0))
@@ -121,13 +117,13 @@ def test_table_and_reprs(bert_ts_levels: dict[str, OptimizeResult]) -> None:
 
 def test_level_all_adds_nchwc_layout_ops_to_a_conv_model(torch_export: Callable[..., Path], tmp_path: Path) -> None:
     image = torch_export("image_classifier")
-    extended = optimize(image, "extended", tmp_path / "e.onnx")
-    all_ = optimize(image, "all", tmp_path / "a.onnx")
-    assert extended.nchwc_ops == 0 and extended.added == {"FusedConv": 1}
+    extended = optimize(image, tmp_path / "e.onnx", opt_level="extended")
+    all_ = optimize(image, tmp_path / "a.onnx", opt_level="all")
+    assert extended.nchwc_ops == 0 and extended.added == {"com.microsoft::FusedConv": 1}
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("ONNX Runtime's NCHWc layout transformer targets x86 vector widths")
     # Blocked-layout ops tuned to this CPU: the saved graph is for the same kind of hardware only.
-    assert all_.nchwc_ops >= 2 and all_.after["com.microsoft.nchwc.Conv"] == 1
+    assert all_.nchwc_ops >= 2 and all_.after["com.microsoft.nchwc::Conv"] == 1
     assert "NCHWc ops in this graph" in repr(all_)
 
 
@@ -135,15 +131,15 @@ def test_level_all_adds_nchwc_layout_ops_to_a_conv_model(torch_export: Callable[
 
 
 def test_transformer_optimize_torchscript_bert_fuses_everything(bert_ts: Path, tmp_path: Path) -> None:
-    result = transformer_optimize(bert_ts, "bert", num_heads=4, hidden_size=64, out=tmp_path / "bert.opt.onnx")
+    result = transformer_optimize(bert_ts, model_type="bert", num_heads=4, hidden_size=64, out=tmp_path / "bert.opt.onnx")
     assert isinstance(result, TransformerOptimizeResult)
     assert result.fused_ops == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2,
                                 "SkipLayerNormalization": 4}
     assert result.fully_optimized is True and not result.notes
     for op, n in result.fused_ops.items():
-        assert result.after[op] == n
+        assert result.after[f"com.microsoft::{op}"] == n
     assert result.nodes_after < result.nodes_before / 4
-    assert accuracy_gate(bert_ts, result.path, _bert_inputs(), "fp32")
+    assert accuracy_gate(bert_ts, result.path, _bert_inputs(), tolerance="fp32")
     assert "Attention 2" in repr(result) and "fused op" in result._repr_html_()
     assert list(result.to_pandas().columns) == ["op", "before", "after", "delta"]
 
@@ -156,23 +152,23 @@ def test_transformer_optimize_dynamo_bert_fuses_less(bert_dynamo: Path, tmp_path
     assert result.fused_ops["EmbedLayerNormalization"] == 1
     assert result.fused_ops["SkipLayerNormalization"] == 4
     assert result.fused_ops["BiasGelu"] == 2
-    assert result.fused.get("Attention", 0) == 0 and result.after["Attention"] == 0
+    assert result.fused.get("Attention", 0) == 0 and result.after["com.microsoft::Attention"] == 0
     assert result.fully_optimized is False
     assert any("attention did not fuse" in n for n in result.notes)
     saved = onnx.load(str(result.path), load_external_data=False)
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in saved.graph.initializer)
     assert result.bytes_before == model_bytes(bert_dynamo) > bert_dynamo.stat().st_size
-    assert accuracy_gate(bert_dynamo, result.path, _bert_inputs(), "fp32")
+    assert accuracy_gate(bert_dynamo, result.path, _bert_inputs(), tolerance="fp32")
 
 
 def test_transformer_optimize_text_classifier(text_ts: Path, tmp_path: Path) -> None:
-    result = transformer_optimize(text_ts, "bert", out=tmp_path / "tc.onnx")
+    result = transformer_optimize(text_ts, model_type="bert", out=tmp_path / "tc.onnx")
     # nn.MultiheadAttention's graph matches no attention pattern; only Add + LayerNorm fuse.
     assert result.fused_ops == {"SkipLayerNormalization": 4}
-    assert result.diff["LayerNormalization"] == -4 and result.after["SkipLayerNormalization"] == 4
+    assert result.diff["LayerNormalization"] == -4 and result.after["com.microsoft::SkipLayerNormalization"] == 4
     assert result.fully_optimized is False
     example = zoo.get("text_classifier", smoke=True).example_inputs
-    assert accuracy_gate(text_ts, result.path, example, "fp32")
+    assert accuracy_gate(text_ts, result.path, example, tolerance="fp32")
 
 
 def test_transformer_optimize_default_out_and_no_fusion(mlp_ts: Path) -> None:
@@ -186,7 +182,7 @@ def test_transformer_use_gpu_without_gpu_warns(mlp_ts: Path, tmp_path: Path) -> 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a GPU provider is available")
     with pytest.warns(UserWarning, match="no GPU provider"):
-        result = transformer_optimize(mlp_ts, out=tmp_path / "g.onnx", opt_level=2, use_gpu=True)
+        result = transformer_optimize(mlp_ts, out=tmp_path / "g.onnx", opt_level="extended", use_gpu=True)
     assert any("use_gpu=True" in n for n in result.notes)
 
 
@@ -194,10 +190,10 @@ def test_transformer_use_gpu_without_gpu_warns(mlp_ts: Path, tmp_path: Path) -> 
 
 
 def test_unknown_level_and_model_type(mlp_ts: Path, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match=r"Unknown optimization level 'fast'.*'disable', 'basic', 'extended', 'all'"):
-        optimize(mlp_ts, "fast", tmp_path / "x.onnx")
+    with pytest.raises(InvalidInputError, match=r"Unknown opt_level 'fast'.*'disable', 'basic', 'extended', 'all'"):
+        optimize(mlp_ts, tmp_path / "x.onnx", opt_level="fast")
     with pytest.raises(InvalidInputError, match=r"Unknown model_type 'bertt'.*'bert'"):
-        transformer_optimize(mlp_ts, "bertt", out=tmp_path / "x.onnx")
+        transformer_optimize(mlp_ts, model_type="bertt", out=tmp_path / "x.onnx")
     assert "gpt2" in transformer_model_types()
     with pytest.raises(InvalidInputError, match="opt_level must be None"):
         transformer_optimize(mlp_ts, opt_level=3, out=tmp_path / "x.onnx")
@@ -208,11 +204,11 @@ def test_unknown_level_and_model_type(mlp_ts: Path, tmp_path: Path) -> None:
 
 def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="No ONNX file"):
-        optimize(tmp_path / "missing.onnx", "all", tmp_path / "o.onnx")
+        optimize(tmp_path / "missing.onnx", tmp_path / "o.onnx", opt_level="all")
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     with pytest.raises(ModelFileError, match="empty"):
-        optimize(empty, "all", tmp_path / "o.onnx")
+        optimize(empty, tmp_path / "o.onnx", opt_level="all")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 50)
     with pytest.raises(ModelFileError):
@@ -222,18 +218,18 @@ def test_bad_files(tmp_path: Path) -> None:
 
 def test_out_paths(mlp_ts: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="refusing to overwrite"):
-        optimize(mlp_ts, "basic", mlp_ts)
+        optimize(mlp_ts, mlp_ts, opt_level="basic")
     with pytest.raises(InvalidInputError, match="refusing to overwrite"):
         transformer_optimize(mlp_ts, out=str(mlp_ts.parent / "." / mlp_ts.name))
     with pytest.raises(InvalidInputError, match="is a directory"):
-        optimize(mlp_ts, "basic", tmp_path)
+        optimize(mlp_ts, tmp_path, opt_level="basic")
     with pytest.raises(InvalidInputError, match="must be a path"):
-        optimize(mlp_ts, "basic", 3)  # type: ignore[arg-type]
+        optimize(mlp_ts, 3, opt_level="basic")  # type: ignore[arg-type]
     nested = tmp_path / "a" / "b" / "mlp.onnx"
-    result = optimize(mlp_ts, "extended", nested)
+    result = optimize(mlp_ts, nested, opt_level="extended")
     assert result.path == nested and nested.is_file()
-    assert result.after == Counter({"FusedGemm": 1, "Gemm": 1})
-    default = optimize(mlp_ts, "basic")
+    assert result.after == Counter({"com.microsoft::FusedGemm": 1, "Gemm": 1})
+    default = optimize(mlp_ts, opt_level="basic")
     assert default.path == mlp_ts.with_name("mlp-torchscript.opt-basic.onnx")
     default.path.unlink()
 
@@ -247,7 +243,7 @@ def test_failed_write_leaves_no_file(mlp_ts: Path, tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(opt_mod, "open_session", half_written)
     with pytest.raises(RuntimeError, match="disk full"):
-        optimize(mlp_ts, "all", out)
+        optimize(mlp_ts, out, opt_level="all")
     assert not out.exists() and not list(out.parent.iterdir())
 
 
@@ -269,7 +265,7 @@ def test_failed_transformer_save_leaves_no_file(mlp_ts: Path, tmp_path: Path, mo
 
 
 def test_optimized_output_of_level_all_runs(mlp_ts: Path, tmp_path: Path) -> None:
-    result = optimize(mlp_ts, "all", tmp_path / "m.onnx")
+    result = optimize(mlp_ts, tmp_path / "m.onnx", opt_level="all")
     sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     ref = ort.InferenceSession(str(mlp_ts), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]

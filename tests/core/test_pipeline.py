@@ -23,7 +23,7 @@ from workbench.errors import InvalidInputError, SpecError
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Shared with tests/test_cli.py's tour: the export cache makes every export after the first free.
     return tmp_path_factory.getbasetemp() / "mlp-tour"
 
@@ -34,8 +34,9 @@ def events() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def run(out_dir: Path, events: list[tuple[str, str]]) -> PipelineRun:
-    return run_pipeline("mlp", out_dir, quick=True, progress=lambda stage, msg: events.append((stage, msg)))
+def run(work_dir: Path, events: list[tuple[str, str]]) -> PipelineRun:
+    return run_pipeline(wb.zoo.get("mlp", smoke=True), work_dir, quick=True,
+                        progress=lambda stage, msg: events.append((stage, msg)))
 
 
 def test_every_stage_runs_and_passes_on_the_mlp(run: PipelineRun):
@@ -45,9 +46,9 @@ def test_every_stage_runs_and_passes_on_the_mlp(run: PipelineRun):
     assert all(s.exception is None and s.duration_s >= 0 for s in run.stages)
 
 
-def test_stage_results_hold_the_core_results(run: PipelineRun, out_dir: Path):
+def test_stage_results_hold_the_core_results(run: PipelineRun, work_dir: Path):
     assert isinstance(run["export"].result, wb.ExportResult)
-    assert run["export"].result.path == out_dir / "mlp.onnx" and (out_dir / "mlp.onnx").exists()
+    assert run["export"].result.out == work_dir / "mlp.onnx" and (work_dir / "mlp.onnx").exists()
     assert isinstance(run["summarize"].result, wb.ModelSummary)
     comparison = run.result("compare")
     assert isinstance(comparison, wb.Comparison) and comparison.samples == 3
@@ -64,7 +65,7 @@ def test_stage_results_hold_the_core_results(run: PipelineRun, out_dir: Path):
     sweep = run.result("sweep")
     assert isinstance(sweep, wb.SweepResult)
     assert {(r.config, r.batch, r.seq) for r in sweep.rows} == {
-        (c, b, None) for c in ("eager", "CPU/all") for b in QUICK.sweep_batches}
+        (c, b, None) for c in ("eager", "CPU/all") for b in QUICK.batch_sizes}
 
 
 def test_views_of_the_run(run: PipelineRun, events: list[tuple[str, str]]):
@@ -80,13 +81,14 @@ def test_views_of_the_run(run: PipelineRun, events: list[tuple[str, str]]):
         run.stage("nope")
 
 
-def test_a_failing_stage_is_captured_and_the_others_still_run(out_dir: Path, run: PipelineRun,
+def test_a_failing_stage_is_captured_and_the_others_still_run(work_dir: Path, run: PipelineRun,
                                                                monkeypatch: pytest.MonkeyPatch):
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("probe exploded")
 
     monkeypatch.setattr(pipeline_stages, "probe_shapes", boom)
-    failed = run_pipeline("mlp", out_dir, quick=True, skip=["optimize", "int8", "fp16", "sweep"])
+    failed = run_pipeline(wb.zoo.get("mlp", smoke=True), work_dir, quick=True,
+                          skip=["optimize", "int8", "fp16", "sweep"])
     probe = failed["probe"]
     assert probe.status is False and not probe and probe.exception == "RuntimeError: probe exploded"
     assert "probe exploded" in (probe.traceback or "") and isinstance(probe.error, RuntimeError)
@@ -109,10 +111,10 @@ def test_a_failed_export_leaves_the_dependent_stages_not_run(tmp_path: Path):
     assert not failed.ok and not list(tmp_path.glob("*.onnx"))
 
 
-def test_a_tuple_target_makes_inputs_from_the_spec(out_dir: Path, run: PipelineRun):
+def test_a_tuple_target_makes_inputs_from_the_spec(work_dir: Path, run: PipelineRun):
     zm = wb.zoo.get("mlp", smoke=True)
-    budget = Budget(warmup=1, runs=3, bench_batch=2, sweep_batches=(1, 3), sweep_runs=2, sweep_warmup=0)
-    again = run_pipeline((zm.model, zm.example_inputs, zm.spec), out_dir, budget=budget,
+    budget = Budget(warmup=1, runs=3, batch=2, batch_sizes=(1, 3), sweep_runs=2, sweep_warmup=0)
+    again = run_pipeline((zm.model, zm.example_inputs, zm.spec), work_dir, budget=budget,
                          skip=["optimize", "int8", "fp16"])
     assert again.name == "mlp" and again["export"].result.cached
     assert [again[n].status for n in ("summarize", "compare", "probe", "sweep")] == [True] * 4
@@ -121,27 +123,30 @@ def test_a_tuple_target_makes_inputs_from_the_spec(out_dir: Path, run: PipelineR
 
 
 def test_cancel_before_the_start_runs_nothing(tmp_path: Path):
-    cancelled = run_pipeline("mlp", tmp_path, quick=True, cancel=lambda: True)
+    cancelled = run_pipeline(wb.zoo.get("mlp", smoke=True), tmp_path, quick=True, cancel=lambda: True)
     assert cancelled.cancelled and not cancelled.ok
     assert all(s.status is None and s.summary == "cancelled" for s in cancelled.stages)
 
 
 def test_bad_arguments_raise(tmp_path: Path):
-    with pytest.raises(InvalidInputError, match="Expected a ZooModel"):
+    mlp = wb.zoo.get("mlp", smoke=True)
+    with pytest.raises(InvalidInputError, match="Expected a wb.ModelCase or a tuple"):
         run_pipeline(42, tmp_path)
-    with pytest.raises(InvalidInputError, match="No zoo model named 'nope'"):
-        run_pipeline("nope", tmp_path)
+    with pytest.raises(InvalidInputError, match="Expected a wb.ModelCase"):
+        run_pipeline("mlp", tmp_path)
     with pytest.raises(InvalidInputError, match="unknown stage"):
-        run_pipeline("mlp", tmp_path, skip=["exprot"])
+        run_pipeline(mlp, tmp_path, skip=["exprot"])
     with pytest.raises(InvalidInputError, match="cannot be skipped"):
-        run_pipeline("mlp", tmp_path, skip=["export"])
+        run_pipeline(mlp, tmp_path, skip=["export"])
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="not a folder"):
-        run_pipeline("mlp", tmp_path / "file")
+        run_pipeline(mlp, tmp_path / "file")
     with pytest.raises(InvalidInputError, match="Budget.runs"):
         Budget(runs=0)
     with pytest.raises(InvalidInputError, match="tuple"):
         run_pipeline((torch.nn.Linear(2, 2),), tmp_path)
+    with pytest.raises(InvalidInputError, match="cancel must be"):
+        run_pipeline(mlp, tmp_path, cancel=3)
 
 
 def test_stage_result_is_tri_state():

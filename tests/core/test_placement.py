@@ -5,8 +5,8 @@ from workbench.core.placement import parse_profile
 
 
 def test_every_node_has_a_provider(export_zoo, tc_smoke):
-    path = export_zoo("text_classifier").path
-    result = wb.placement(path, wb.SessionConfig(opt_level="disable"), tc_smoke.example_inputs)
+    path = export_zoo("text_classifier").out
+    result = wb.placement(path, tc_smoke.example_inputs, config=wb.SessionConfig(opt_level="disable"))
     assert result.nodes and result.by_provider == {"CPUExecutionProvider": len(result.nodes)}
     assert result.memcpy_count == 0 and result.fell_back == []
     # with optimizations off, every graph node runs (constant nodes are folded into initializers)

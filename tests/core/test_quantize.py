@@ -204,7 +204,7 @@ def test_bad_arguments(mlp_ts: Path, tmp_path: Path) -> None:
         quantize_dynamic(mlp_ts, tmp_path / "x.onnx", weight_type="int4")
     with pytest.raises(InvalidInputError, match="Unknown tolerance 'bf16'"):
         to_fp16(mlp_ts, tmp_path / "x.onnx", tolerance="bf16")
-    with pytest.raises(InvalidInputError, match="inputs must be a tuple"):
+    with pytest.raises(InvalidInputError, match="inputs must be a tensor, a tuple"):
         to_fp16(mlp_ts, tmp_path / "x.onnx", inputs="x")
     with pytest.raises(InvalidInputError, match="refusing to overwrite"):
         quantize_dynamic(mlp_ts, mlp_ts)

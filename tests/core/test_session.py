@@ -23,7 +23,7 @@ def test_unknown_provider_lists_known_ones():
 def test_unavailable_provider_warns_and_names_what_runs(export_zoo):
     config = wb.SessionConfig(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
     with pytest.warns(wb.ProviderFallbackWarning, match="CUDAExecutionProvider is not available.*will run on CPUExecutionProvider"):
-        session = wb.open_session(export_zoo("mlp").path, config)
+        session = wb.open_session(export_zoo("mlp").out, config)
     assert session.get_providers() == ["CPUExecutionProvider"]
 
 
@@ -56,7 +56,7 @@ def test_bad_configs(kwargs, match):
 def test_disabled_optimizers_and_saved_graph(export_zoo, tmp_path):
     out = tmp_path / "opt.onnx"
     config = wb.SessionConfig(opt_level="all", optimized_model_path=str(out), disabled_optimizers=("GeluFusion",))
-    session = wb.open_session(export_zoo("text_classifier").path, config)
+    session = wb.open_session(export_zoo("text_classifier").out, config)
     assert out.exists() and session.get_inputs()[0].name == "input_ids"
 
 
@@ -66,12 +66,64 @@ def test_open_session_rejects_bad_files_and_configs(tmp_path, export_zoo):
     with pytest.raises(wb.ModelFileError, match="could not parse|truncated"):
         wb.open_session(bad)
     with pytest.raises(wb.InvalidInputError, match="config must be a wb.SessionConfig, received dict"):
-        wb.open_session(export_zoo("mlp").path, {"opt_level": "all"})
+        wb.open_session(export_zoo("mlp").out, {"opt_level": "all"})
     with pytest.raises(wb.ProviderError, match="provider_options names 'cuda'"):
-        wb.open_session(export_zoo("mlp").path, wb.SessionConfig(provider_options={"cuda": {}}))
+        wb.open_session(export_zoo("mlp").out, wb.SessionConfig(provider_options={"cuda": {}}))
 
 
 def test_no_silent_warning_for_cpu(export_zoo):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        wb.open_session(export_zoo("mlp").path)
+        wb.open_session(export_zoo("mlp").out)
+
+
+def test_load_session_is_memoized_per_file_and_config(export_zoo, tmp_path):
+    import os
+    import shutil
+
+    from workbench.core.loader import SESSIONS
+
+    path = tmp_path / "mlp.onnx"
+    shutil.copy(export_zoo("mlp").out, path)
+    first = wb.load_session(path)
+    assert wb.load_session(str(path)) is first and wb.load_session(tmp_path / "." / "mlp.onnx") is first
+    assert wb.load_session(first) is first
+    basic = wb.load_session(path, wb.SessionConfig(opt_level="basic"))
+    assert basic is not first and wb.load_session(path, wb.SessionConfig(opt_level="basic")) is basic
+    stat = path.stat()  # a rewritten file has a new modification time
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert wb.load_session(path) is not first
+    with pytest.raises(wb.ModelFileError, match="No ONNX file"):
+        wb.load_session(tmp_path / "nope.onnx")
+    with pytest.raises(wb.InvalidInputError, match="config must be a wb.SessionConfig"):
+        wb.load_session(path, {"opt_level": "all"})
+    assert len(SESSIONS) <= SESSIONS.maxsize
+
+
+def test_load_session_builds_once_across_threads(export_zoo, monkeypatch):
+    import threading
+    import time
+
+    from workbench.core import loader
+
+    cache = loader.SessionCache(maxsize=2)
+    built: list[int] = []
+    real = loader.open_session
+
+    def slow_open(onnx_model, config):
+        built.append(1)
+        time.sleep(0.2)
+        return real(onnx_model, config)
+
+    monkeypatch.setattr(loader, "open_session", slow_open)
+    path = export_zoo("mlp").out
+    got: list[ort.InferenceSession] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len({id(s) for s in got}) == 1 and cache.builds == 1
+    for level in ("basic", "extended", "disable"):  # the LRU keeps the last two
+        cache.get(path, wb.SessionConfig(opt_level=level))
+    assert len(cache) == 2 and cache.builds == 4

@@ -9,11 +9,12 @@ from typing import Callable
 import pytest
 
 from workbench.doctor import Diagnosis, gallery
+from workbench.zoo import broken
 
 
 @pytest.fixture(scope="session")
 def diagnosed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Diagnosis]:
-    """diagnosed(case_name) -> the Diagnosis of that gallery case (with retries), cached per session."""
+    """diagnosed(case_name) -> the Diagnosis of that broken zoo case (with retries), cached per session."""
     root: Path = tmp_path_factory.mktemp("doctor")
     done: dict[str, Diagnosis] = {}
 
@@ -21,7 +22,7 @@ def diagnosed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Diagn
         if name not in done:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                done[name] = gallery.get(name).build().diagnose(workdir=root / name)
+                done[name] = gallery.diagnose_case(broken.get(name), work_dir=root / name)
         return done[name]
 
     return _run

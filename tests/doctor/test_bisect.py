@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import workbench as wb
-from workbench.core.compare import build_feed
+from workbench.core.feeds import build_feed
 from workbench.doctor import bisect_optimizations
-from workbench.doctor.bisect import OPTIMIZERS
+from workbench.doctor.bisect import OPTIMIZERS, REWRITE_RULES, TRANSFORMERS
 
 
 class GeluNet(nn.Module):
@@ -35,27 +35,27 @@ def gelu(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("bisect")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = wb.export(model, (x,), folder / "gelu.onnx", spec)
-    session = wb.open_session(result.path, wb.SessionConfig(opt_level="disable"))
-    feeds = [build_feed(session, [x])]
+        result = wb.export(model, (x,), folder / "gelu.onnx", spec=spec)
+    session = wb.open_session(result.out, wb.SessionConfig(opt_level="disable"))
+    inputs = [build_feed(session, [x])]
     expected = [[model(x).detach().numpy()]]
-    return result.path, feeds, expected, folder
+    return result.out, inputs, expected, folder
 
 
 def test_names_the_optimizer(gelu):
-    path, feeds, expected, folder = gelu
+    onnx_model, inputs, expected, folder = gelu
     config = wb.SessionConfig(config_entries={"optimization.enable_gelu_approximation": "1"})
-    b = bisect_optimizations(path, feeds, expected, config, "fp32", folder)
+    b = bisect_optimizations(onnx_model, inputs, expected, folder, tolerance="fp32", config=config)
     assert b.drift_from_optimization and b.first_bad_level == "extended" and b.last_good_level == "basic"
     assert b.culprit == "GeluApproximation" and "GeluApproximation" in b.fixers and bool(b)
     assert b.ops_changed.get("com.microsoft::FastGelu") == 1
-    assert b.optimized_path is not None and b.optimized_path.exists()
+    assert b.optimized_out is not None and b.optimized_out.exists()
     assert "culprit GeluApproximation" in repr(b) and len(b.to_pandas()) == 3
 
 
 def test_no_drift_without_the_approximation(gelu):
-    path, feeds, expected, folder = gelu
-    b = bisect_optimizations(path, feeds, expected, wb.SessionConfig(), "fp32", folder)
+    onnx_model, inputs, expected, folder = gelu
+    b = bisect_optimizations(onnx_model, inputs, expected, folder)
     assert not b.drift_from_optimization and b.first_bad_level is None and b.culprit is None
     assert [c.level for c in b.levels] == ["disable", "basic", "extended", "all"] and "no level drifts" in repr(b)
 
@@ -63,6 +63,8 @@ def test_no_drift_without_the_approximation(gelu):
 def test_optimizer_lists():
     assert "GeluApproximation" in OPTIMIZERS["extended"] and "ConstantFolding" in OPTIMIZERS["basic"]
     assert "NchwcTransformer" in OPTIMIZERS["all"]
+    for level, names in OPTIMIZERS.items():
+        assert names == REWRITE_RULES[level] + TRANSFORMERS[level] and len(set(names)) == len(names)
 
 
 def test_session_config_entries_reach_onnx_runtime():

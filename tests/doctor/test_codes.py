@@ -31,3 +31,13 @@ def test_code_info():
     with pytest.raises(KeyError, match="Unknown finding code 'XYZ999'"):
         code_info("XYZ999")
     assert all(re.fullmatch(r"[A-Z]+\d{3}", c) for c in CODES)
+
+
+def test_every_code_names_a_stage_of_the_attempt():
+    from workbench.doctor.attempt import STAGE_NAMES
+
+    allowed = set(STAGE_NAMES) | {"setup", "any"}
+    for info in CODES.values():
+        stages = {s.strip() for s in info.stage.split(",")}
+        assert info.stage and stages <= allowed, (info.code, info.stage)
+    assert "| stage |" in codes_markdown()

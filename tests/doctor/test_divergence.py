@@ -46,13 +46,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, tuple[torch
     spec = wb.ExportSpec(input_names=("x",), output_names=("y",), exporter="torchscript", opset=17)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = wb.export(model, x, tmp_path_factory.mktemp("lw") / "net.onnx", spec)
+        result = wb.export(model, x, tmp_path_factory.mktemp("lw") / "net.onnx", spec=spec)
     return model, x, result
 
 
 def test_torchscript_names_give_scopes(exported):
     _, _, result = exported
-    scopes = node_scopes(onnx.load(str(result.path)))
+    scopes = node_scopes(onnx.load(str(result.out)))
     assert scopes["/b1/lin/Gemm"] == "b1.lin" and scopes["/b2/act/Relu"] == "b2.act" and scopes["/head/Gemm"] == "head"
 
 
@@ -72,7 +72,7 @@ def test_dynamo_metadata_gives_scopes_and_types():
 
 def test_matching_graph_has_no_divergence(exported):
     model, x, result = exported
-    div = layerwise(model, result.path, x)
+    div = layerwise(model, result.out, x)
     assert bool(div) and div.first is None and div.first_divergent_node is None
     assert [n.module for n in div.nodes] == ["b1.lin", "b1.act", "b2.lin", "b2.act", "head"]
     assert all(e < 1e-5 for e in div.node_errors.values())
@@ -81,7 +81,7 @@ def test_matching_graph_has_no_divergence(exported):
 
 def test_edited_graph_diverges_at_the_edited_node(exported, tmp_path):
     model, x, result = exported
-    proto = onnx.load(str(result.path))
+    proto = onnx.load(str(result.out))
     gemm = next(n for n in proto.graph.node if n.name == "/b2/lin/Gemm")
     weight = next(i for i in proto.graph.initializer if i.name == gemm.input[1])
     array = numpy_helper.to_array(weight).copy()
@@ -89,7 +89,7 @@ def test_edited_graph_diverges_at_the_edited_node(exported, tmp_path):
     weight.CopyFrom(numpy_helper.from_array(array, weight.name))
     edited = tmp_path / "edited.onnx"
     onnx.save(proto, str(edited))
-    div = layerwise(model, edited, x, scope_source=result.path, graph_label="edited")
+    div = layerwise(model, edited, x, scope_source=result.out, graph_label="edited")
     assert div.first_divergent_node == "/b2/lin/Gemm" and div.module == "b2.lin"
     assert div.first is not None and div.first.module_type == "Linear" and not div.first.ok
     assert div.node_errors["/b1/act/Relu"] < 1e-6 and div.node_errors["/b2/lin/Gemm"] > 0.01

@@ -9,13 +9,13 @@ import torch
 
 import workbench as wb
 from workbench.doctor import Diagnosis, Finding, Retry, diagnose
-from workbench.doctor.attempt import Setting
+from workbench.doctor.attempt import STAGE_NAMES, Setting
 
 
 def _diagnosis(findings: list[Finding], stages: dict | None = None) -> Diagnosis:
-    setting = Setting(wb.ExportSpec(exporter="torchscript", opset=17), wb.SessionConfig(), "fp32", (torch.zeros(1),))
-    stages = stages or dict.fromkeys(("export", "checker", "session", "compare", "values", "probes"), True)
-    return Diagnosis("Toy", setting, stages, findings)
+    case = wb.ModelCase("toy", torch.nn.Identity(), (torch.zeros(1),), wb.ExportSpec(exporter="torchscript", opset=17))
+    stages = stages or dict.fromkeys(STAGE_NAMES, True)
+    return Diagnosis("Toy", Setting(case), stages, findings)
 
 
 def _finding(severity: str = "error", ok: bool | None = True) -> Finding:
@@ -48,10 +48,10 @@ def test_diagnosis_ok_needs_stages_and_no_errors():
     assert _diagnosis([]).ok
     assert not _diagnosis([_finding()]).ok
     assert _diagnosis([_finding("warning")]).ok
-    failed = dict.fromkeys(("export", "checker", "session", "compare", "values", "probes"), True)
-    failed["probes"] = False
+    failed = dict.fromkeys(STAGE_NAMES, True)
+    failed["probe"] = False
     assert not _diagnosis([], failed).ok
-    not_run = dict.fromkeys(("export", "checker", "session", "compare", "values", "probes"), None)
+    not_run = dict.fromkeys(STAGE_NAMES, None)
     assert not _diagnosis([], not_run).ok  # nothing was exported
 
 
@@ -75,10 +75,12 @@ def test_healthy_model_is_ok(tmp_path):
     spec = zm.spec.replace(exporter="torchscript", opset=17)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = diagnose(zm.model, zm.example_inputs, spec, workdir=tmp_path)
+        d = diagnose(zm.model, zm.example_inputs, spec=spec, work_dir=tmp_path)
     assert d.ok and bool(d) and d.findings == [], d.text()
-    assert all(d.stages[s] is True for s in ("export", "checker", "session", "compare", "values", "probes"))
-    assert d.path is not None and d.path.exists() and d.comparison is not None and d.probes is not None
+    assert list(d.stages) == ["export", "summarize", "session", "compare", "values", "probe"]
+    assert all(d.stages[s] is True for s in STAGE_NAMES)
+    assert d.out is not None and d.out.exists() and d.comparison is not None and d.probe is not None
+    assert d.work_dir == tmp_path and d.attempt is not None and d.attempt.results["probe"].summary
     assert "OK, 0 findings" in repr(d)
 
 
@@ -91,7 +93,9 @@ def test_bad_arguments_raise(tmp_path):
     with pytest.raises(wb.InvalidInputError, match="Unknown tolerance"):
         diagnose(zm.model, zm.example_inputs, tolerance="fp8")
     with pytest.raises(wb.SpecError, match="ExportSpec"):
-        diagnose(zm.model, zm.example_inputs, {"exporter": "dynamo"})  # type: ignore[arg-type]
+        diagnose(zm.model, zm.example_inputs, spec={"exporter": "dynamo"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        diagnose(zm.model, zm.example_inputs, zm.spec)  # type: ignore[misc]  # spec is keyword-only
     with pytest.raises(wb.InvalidInputError, match="SessionConfig"):
         diagnose(zm.model, zm.example_inputs, config={"providers": []})  # type: ignore[arg-type]
 
@@ -105,7 +109,7 @@ def test_a_failing_rule_is_reported_not_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(diagnose_module, "RUN_RULES", (broken_rule,) + diagnose_module.RUN_RULES[1:])
     zm = wb.zoo.get("mlp", smoke=True)
     spec = zm.spec.replace(exporter="torchscript", opset=17)
-    d = diagnose(zm.model, zm.example_inputs, spec, workdir=tmp_path, retry=False)
+    d = diagnose(zm.model, zm.example_inputs, spec=spec, work_dir=tmp_path, retry=False)
     internal = d.finding("WB001")
     assert internal is not None and "boom" in internal.cause and "broken_rule" in internal.title
     assert "Traceback" in internal.evidence["traceback"] and d.ok  # the model itself is fine

@@ -9,6 +9,7 @@ from typing import Callable
 import pytest
 
 from workbench.doctor import Diagnosis, gallery
+from workbench.zoo import broken
 from workbench.doctor.codes import CATEGORIES, CODES
 
 # Cases that export with TorchScript only (no dynamo export in the diagnosis or its retries): fast.
@@ -17,11 +18,11 @@ FAST = {"dynamic_axes_typo", "channels_dynamic", "opset_too_old", "training_mode
 
 
 def _params() -> list:
-    return [pytest.param(c, id=c.name, marks=() if c.name in FAST else pytest.mark.slow) for c in gallery.CASES]
+    return [pytest.param(c, id=c.name, marks=() if c.name in FAST else pytest.mark.slow) for c in broken.CASES]
 
 
 def test_gallery_covers_the_issue():
-    cases = gallery.CASES
+    cases = broken.CASES
     assert len(cases) >= 12
     assert {c.code for c in cases} <= set(CODES)
     assert {"dynamic shapes", "data-dependent", "operators", "numerics", "providers", "device"} <= {
@@ -31,9 +32,9 @@ def test_gallery_covers_the_issue():
 
 
 @pytest.mark.parametrize("case", _params())
-def test_detected_named_and_located(case: gallery.GalleryCase, diagnosed: Callable[[str], Diagnosis]):
+def test_detected_named_and_located(case: broken.BrokenCase, diagnosed: Callable[[str], Diagnosis]):
     d = diagnosed(case.name)
-    assert case.check(d) == [], d.text()
+    assert gallery.check(case, d) == [], d.text()
     assert "WB001" not in d.codes, d.text()
     finding = d.finding(case.code)
     assert finding is not None and finding.cause and finding.fix and finding.evidence
@@ -43,7 +44,7 @@ def test_detected_named_and_located(case: gallery.GalleryCase, diagnosed: Callab
 
 
 @pytest.mark.parametrize("case", _params())
-def test_retry_verdict(case: gallery.GalleryCase, diagnosed: Callable[[str], Diagnosis]):
+def test_retry_verdict(case: broken.BrokenCase, diagnosed: Callable[[str], Diagnosis]):
     finding = diagnosed(case.name).finding(case.code)
     assert finding is not None
     if case.retry_passes is None:
@@ -59,7 +60,7 @@ def test_retry_verdict(case: gallery.GalleryCase, diagnosed: Callable[[str], Dia
 @pytest.mark.slow
 def test_retries_fix_at_least_half(diagnosed: Callable[[str], Diagnosis]):
     verdicts = {}
-    for case in gallery.CASES:
+    for case in broken.CASES:
         finding = diagnosed(case.name).finding(case.code)
         verdicts[case.name] = bool(finding and finding.retry and finding.retry.ok)
     assert sum(verdicts.values()) >= len(verdicts) / 2, verdicts
@@ -70,7 +71,7 @@ def test_symbolic_drift_is_localized(diagnosed: Callable[[str], Diagnosis]):
     d = diagnosed("symbolic_drift")
     assert d.first_divergent_node is not None and d.first_divergent_node.startswith("/b2/act/")
     assert d.divergence is not None and d.divergence.module == "b2.act"
-    assert d.divergence_path == d.path  # node names of the exported graph (for graph overlays)
+    assert d.divergence_onnx_model == d.out  # node names of the exported graph (for graph overlays)
     errors = d.node_errors
     assert errors["/b1/lin/Gemm"] < 1e-4 and errors[d.first_divergent_node] > 1e-4
     # nodes before the first divergent one agree with PyTorch
@@ -84,7 +85,7 @@ def test_optimizer_drift_is_bisected_and_localized(diagnosed: Callable[[str], Di
     assert d.bisection.first_bad_level == "extended" and d.bisection.last_good_level == "basic"
     assert d.first_divergent_node == "FastGelu" and d.divergence is not None
     assert d.divergence.module == "b2.act" and d.divergence.first.module_type == "GELU"
-    assert d.divergence_path == d.bisection.optimized_path  # 'FastGelu' lives in the optimized graph
+    assert d.divergence_onnx_model == d.bisection.optimized_out  # 'FastGelu' lives in the optimized graph
     retry = d.finding("NUM003").retry
     assert retry is not None and retry.ok and "GeluApproximation" in retry.action
 
@@ -100,7 +101,7 @@ def test_dynamo_metadata_maps_nodes_to_modules(diagnosed: Callable[[str], Diagno
 @pytest.mark.slow
 def test_the_probe_catches_what_the_example_hides(diagnosed: Callable[[str], Diagnosis]):
     d = diagnosed("size_one_batch")
-    assert d.stages["compare"] is True and d.stages["probes"] is False
+    assert d.stages["compare"] is True and d.stages["probe"] is False
     d = diagnosed("value_branch_traced")
     assert d.stages["compare"] is True and d.stages["values"] is False
     assert "DYN005" not in d.codes  # value mismatches are not blamed on sizes

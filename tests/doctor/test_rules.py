@@ -13,7 +13,7 @@ import workbench as wb
 from workbench.core.placement import NodePlacement, Placement
 from workbench.doctor import diagnose, export_with_diagnosis
 from workbench.doctor.attempt import Setting, other_values
-from workbench.doctor.context import at_least_two, other_exporter_spec, short
+from workbench.doctor.context import at_least_two, other_exporter_spec
 from workbench.doctor.rules_run import memcpy_findings
 from workbench.doctor.rules_setup import _suggest, provider_findings
 
@@ -37,7 +37,8 @@ def test_provider_spelling_and_availability():
     assert _suggest("CudaExecutionProvider", known) == "CUDAExecutionProvider"
     assert _suggest("cpu", known, ["x"], ["y"]) is None
     assert _suggest("input", ["x", "y"], ["x"], ["y"]) == "x" and _suggest("logits", ["x", "y"], ["x"], ["y"]) == "y"
-    setting = Setting(None, wb.SessionConfig(providers=("CPUExecutionProvider",)), "fp32", (torch.zeros(1),))
+    config = wb.SessionConfig(providers=("CPUExecutionProvider",))
+    setting = Setting(wb.ModelCase("toy", nn.Identity(), (torch.zeros(1),), config=config))
     assert provider_findings(setting) == []
     typo = setting.replace(config=wb.SessionConfig(providers=("CpuExecutionProvider",)))
     [finding] = provider_findings(typo)
@@ -53,13 +54,15 @@ def test_other_values_and_sizes():
     assert all(s[0].shape == x.shape and s[1].dtype == ids.dtype for s in samples)
     assert all(int(s[1].min()) >= int(ids.min()) and int(s[1].max()) <= int(ids.max()) for s in samples)
     spec = wb.ExportSpec(input_names=("x",), output_names=("y",), dynamic_axes={"x": {0: "batch"}})
-    one = Setting(spec, wb.SessionConfig(), "fp32", (torch.zeros(1, 4),))
+    one = Setting(wb.ModelCase("toy", nn.Linear(4, 4), (torch.zeros(1, 4),), spec))
     assert at_least_two(one)[0].shape == (2, 4)
-    two = one.replace(inputs=(torch.zeros(3, 4),))
-    assert at_least_two(two) is two.inputs
+    two = one.replace(example_inputs=(torch.zeros(3, 4),))
+    assert at_least_two(two) is two.example_inputs and two.spec is spec and one.example_inputs[0].shape == (1, 4)
+    flipped = one.replace(eval_mode=True, tolerance="fp16")
+    assert flipped.eval_mode and flipped.tolerance_name == "fp16" and flipped.key() != one.key()
+    assert one.replace(eval_mode=False).key() == one.key()
     assert other_exporter_spec(spec).exporter == "torchscript" and other_exporter_spec(spec).opset == 17
     assert other_exporter_spec(spec.replace(exporter="torchscript", opset=13)).opset == 18
-    assert short("a" * 500, 50).endswith("...") and len(short("a" * 500, 50)) == 50
 
 
 class Broken(nn.Module):
@@ -73,7 +76,7 @@ class Broken(nn.Module):
 
 def test_model_failing_in_pytorch_is_a_finding_not_an_exception(tmp_path):
     spec = wb.ExportSpec(input_names=("x",), output_names=("y",), exporter="torchscript", opset=17)
-    d = diagnose(Broken().eval(), (torch.zeros(2, 4),), spec, workdir=tmp_path)
+    d = diagnose(Broken().eval(), (torch.zeros(2, 4),), spec=spec, work_dir=tmp_path)
     assert not d.ok and d.codes == ["TORCH001"] and d.stages["export"] is False
     assert "RuntimeError" in d.finding("TORCH001").evidence["error"]
 
@@ -88,7 +91,7 @@ def test_export_error_carries_the_diagnosis(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(wb.ExportError) as info:
-            export_with_diagnosis(Hist().eval(), (torch.zeros(2, 4),), tmp_path / "h.onnx", spec, retry=False)
+            export_with_diagnosis(Hist().eval(), (torch.zeros(2, 4),), tmp_path / "h.onnx", spec=spec, retry=False)
     diagnosis = info.value.diagnosis
     assert diagnosis is not None and diagnosis.codes == ["OP001"]
     assert diagnosis.finding("OP001").evidence["op"] == "aten::histc"

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from _notebook_paths import NOTEBOOKS, NOTEBOOKS_DIR
 
-from workbench import exercises
+from workbench.teaching import exercises
 
 GUIDED = [p for p in NOTEBOOKS if (NOTEBOOKS_DIR / "src" / f"{p.stem}.md").exists()]
 #: Statements a notebook cell may not hold: logic belongs in workbench, not in the notebooks.
@@ -111,18 +111,18 @@ def test_cells_hold_no_logic(path: Path) -> None:
                 assert ast.unparse(node.test) in ALLOWED_IFS, f"cell {cell.id}: condition {ast.unparse(node.test)!r}"
 
 
-@pytest.mark.parametrize("number", sorted(exercises.EXERCISES))
-def test_a_check_gives_a_hint_and_never_raises(number: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WB_ARTIFACTS", str(tmp_path))
-    for wrong in (None, object(), "nonsense", 1.5, [{"batch": 0}]):
-        verdict = exercises.check(number, wrong)
-        assert not verdict and verdict.message
-        assert repr(verdict).startswith(f"Not yet (exercise {number}). Hint:")
-        assert "Not yet." in verdict._repr_html_()
-
-
-def test_solution_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WB_SOLUTIONS", raising=False)
-    assert not exercises.solution_mode()
-    monkeypatch.setenv("WB_SOLUTIONS", "1")
-    assert exercises.solution_mode()
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_use_the_public_api(path: Path) -> None:
+    """Nothing from inside ``workbench.core``: what a notebook needs is public (``wb.*``); the
+    notebook helpers come from ``workbench.teaching``."""
+    for cell in _read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        assert "wb.core." not in cell.source, f"cell {cell.id} reaches into wb.core"
+        for node in ast.walk(ast.parse(cell.source)):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for module in modules:
+                assert not module.startswith("workbench.core"), f"cell {cell.id} imports {module}: use the wb.* name"
+                assert module not in ("workbench.tutorial", "workbench.exercises", "workbench.tutorial_ops"), (
+                    f"cell {cell.id} imports {module}: the helpers live in workbench.teaching")

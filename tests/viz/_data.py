@@ -13,7 +13,7 @@ from workbench.core.bench import Measurement
 from workbench.core.compare import Comparison, compare_arrays
 from workbench.core.graph import ModelSummary, summarize
 from workbench.core.optimize import OptimizeResult
-from workbench.core.pipeline import Converted, OptLevels
+from workbench.core.pipeline_results import Converted, OptLevels
 from workbench.core.probe import ProbeCase, ProbeReport
 from workbench.core.quantize import QuantizeResult
 from workbench.core.sweep import SweepResult, SweepRow
@@ -29,7 +29,7 @@ def comparison(n: int = 1000, *, samples: int = 1, seed: int = 0) -> Comparison:
         a1 = e1 + rng.normal(0, 1e-6, n).astype(np.float32)
         a2 = e2.copy()
         a2[3] += 1e-3
-        part = compare_arrays({"logits": e1, "pooled": e2}, {"logits": a1, "pooled": a2}, "fp32", sample=s)
+        part = compare_arrays({"logits": e1, "pooled": e2}, {"logits": a1, "pooled": a2}, tolerance="fp32", sample=s)
         if result is None:
             result = part
         else:
@@ -95,7 +95,7 @@ def opt_levels() -> OptLevels:
 
 
 def converted(kind: str, p50: float, max_abs_error: float, tolerance: str = "int8") -> Converted:
-    gate = compare_arrays([np.zeros(4, np.float32)], [np.full(4, max_abs_error, np.float32)], tolerance)
+    gate = compare_arrays([np.zeros(4, np.float32)], [np.full(4, max_abs_error, np.float32)], tolerance=tolerance)
     q = QuantizeResult(kind, Path("m.onnx"), Path(f"m.{kind}.onnx"), 4000, 1000, Counter({"MatMul": 2}),
                        Counter({"MatMulInteger": 2}), Counter({"INT8": 2}), tolerance, gate)
     return Converted(kind, q, latency=measurement(p50, kind), baseline=measurement(0.002, "fp32"))

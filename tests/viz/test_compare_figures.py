@@ -49,10 +49,10 @@ def test_error_histogram_counts_every_finite_error_on_a_log_axis():
 
 
 def test_error_histogram_marks_atol_only_inside_the_range():
-    exact = compare_arrays([np.ones(10, np.float32)], [np.ones(10, np.float32) + 1e-8], "fp32")
+    exact = compare_arrays([np.ones(10, np.float32)], [np.ones(10, np.float32) + 1e-8], tolerance="fp32")
     fig = viz.error_histogram(exact)
     assert not fig.layout.shapes and "below atol" in fig.layout.annotations[0].text
-    loose = compare_arrays([np.zeros(10, np.float32)], [np.full(10, 1e-3, np.float32)], "fp32")
+    loose = compare_arrays([np.zeros(10, np.float32)], [np.full(10, 1e-3, np.float32)], tolerance="fp32")
     fig = viz.error_histogram(loose)
     assert fig.layout.shapes[0].x0 == pytest.approx(loose.atol)
 
@@ -72,7 +72,7 @@ def test_error_bars_show_the_worst_per_output_and_the_tolerance_lines():
 
 
 def test_shape_mismatch_is_drawn_without_breaking():
-    c = compare_arrays([np.zeros((2, 3))], [np.zeros((3, 2))], "fp32")
+    c = compare_arrays([np.zeros((2, 3))], [np.zeros((3, 2))], tolerance="fp32")
     assert len(viz.values_scatter(c).data) == 0  # nothing to pair: an empty figure with a note
     bars = viz.error_bars(c)
     assert bars.data[0].y == (None,) and "shape mismatch" in bars.data[0].text[0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from _data import converted, model_summary, opt_levels, optimize_result, probe_report
+from _data import comparison, converted, model_summary, opt_levels, optimize_result, probe_report, sweep_result
 
 from workbench import viz
-from workbench.core.pipeline import StageResult
+from workbench.core.stages import StageResult
 from workbench.errors import InvalidInputError
 from workbench.viz.probe import STATUS_CODES
 
@@ -81,9 +81,29 @@ def test_quantize_figure_places_each_conversion_at_latency_and_gate_error():
     assert int8.speedup == pytest.approx(2.0, rel=1e-6)
 
 
-def test_figures_for_stage_dispatch_on_the_stage():
+def test_figures_for_stage_dispatch_on_the_result_type():
     assert viz.figures_for_stage(StageResult("probe", False, None, "RuntimeError: boom")) == []
     names = [n for n, _ in viz.figures_for_stage(StageResult("optimize", True, opt_levels()))]
     assert names == ["levels", "ops"]
     names = [n for n, _ in viz.figures_for_stage(StageResult("int8", True, converted("int8", 1e-3, 1e-2)))]
     assert names == ["ops"]
+    # the stage's name plays no part: a doctor's stage, or one named anything, gets its result's figures
+    assert [n for n, _ in viz.figures_for_stage(StageResult("values", True, comparison(n=10)))] == [
+        "values", "errors", "per-output"]
+    assert [n for n, _ in viz.figures_for_stage(StageResult("anything", False, probe_report()))] == ["probe"]
+    assert [n for n, _ in viz.figures_for(model_summary())] == ["ops"]
+    assert [n for n, _ in viz.figures_for(sweep_result())] == ["latency", "speedup"]
+    assert viz.figures_for("a string") == [] and viz.figures_for(None) == []
+    title = viz.figures_for(converted("fp16", 1e-3, 1e-4, "fp16"))[0][1].layout.title.text
+    assert "fp16" in title
+
+
+def test_figures_say_what_they_take():
+    with pytest.raises(InvalidInputError, match=r"Expected a wb.ProbeReport .*received str"):
+        viz.probe_figure("report")
+    with pytest.raises(InvalidInputError, match="Expected the optimize stage's wb.OptLevels"):
+        viz.opt_levels_figure(optimize_result())
+    with pytest.raises(InvalidInputError, match="Converted"):
+        viz.quantize_figure([converted("int8", 1e-3, 1e-2), optimize_result()])
+    with pytest.raises(InvalidInputError, match="top must be an int >= 1"):
+        viz.op_histogram_figure(model_summary(), top=0)

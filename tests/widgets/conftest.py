@@ -17,11 +17,11 @@ WAIT_S = 60
 @pytest.fixture(scope="session")
 def mlp_onnx(export_zoo: Any) -> Path:
     """The smoke MLP exported with the torchscript exporter (fast), batch dynamic."""
-    return Path(export_zoo("mlp", "torchscript").path)
+    return Path(export_zoo("mlp", "torchscript").out)
 
 
 @pytest.fixture
-def mlp_spec(mlp: wb.zoo.ZooModel) -> wb.ExportSpec:
+def mlp_spec(mlp: wb.ModelCase) -> wb.ExportSpec:
     return mlp.spec.replace(exporter="torchscript", opset=17)
 
 

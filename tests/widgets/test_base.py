@@ -1,22 +1,10 @@
-"""The shared pieces: workers, the status line, errors shown, figures updated in place."""
+"""The shared pieces: workers, the status line, errors shown."""
 
 from __future__ import annotations
 
 import threading
-import time
 
-import plotly.graph_objects as go
-
-from workbench.widgets._base import (
-    FigureSlot,
-    LatestWorker,
-    Panel,
-    StatusLine,
-    Worker,
-    figure_widget,
-    show_figure,
-    shows_errors,
-)
+from workbench.widgets._base import LatestWorker, Panel, StatusLine, Worker, shows_errors
 
 
 def test_worker_runs_off_the_main_thread_and_reports_errors() -> None:
@@ -40,8 +28,11 @@ def test_worker_refuses_a_second_job_and_cancels() -> None:
     assert worker.start(job, done.append, done.append)
     started.wait(5)
     assert not worker.start(job, done.append, done.append)
+    assert not worker.cancelled
     worker.cancel()
-    assert worker.wait(5) and done == [True]
+    assert worker.wait(5) and done == [True] and worker.cancelled
+    assert worker.start(lambda cancel: cancel.is_set(), done.append, done.append)  # a new job, a new event
+    assert worker.wait(5) and done == [True, False] and not worker.cancelled
 
 
 def test_latest_worker_shows_only_the_newest() -> None:
@@ -77,39 +68,3 @@ def test_status_line_escapes_text() -> None:
     status = StatusLine()
     status.error(RuntimeError("<script>alert(1)</script>"))
     assert "<script>" not in status.value and "&lt;script&gt;" in status.value
-
-
-def test_show_figure_updates_in_place_or_replaces() -> None:
-    target = figure_widget()
-    assert target._config["responsive"]
-    first = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="a"))
-    first.update_layout(title_text="T", template="plotly_white")
-    first.add_hline(y=1)
-    show_figure(target, first, title_suffix="CPU/all")
-    uid = target.data[0].uid
-    assert target.layout.title.text == "T \u00b7 CPU/all" and len(target.layout.shapes) == 1
-
-    second = go.Figure(go.Scatter(x=[5, 6], y=[7, 8], name="a"))
-    second.update_layout(title_text="T", template="plotly_white")
-    second.add_hline(y=2)
-    start = time.perf_counter()
-    show_figure(target, second, title_suffix="CPU/basic")
-    assert time.perf_counter() - start < 1
-    assert target.data[0].uid == uid and tuple(target.data[0].x) == (5, 6)  # restyled, not replaced
-    assert target.layout.shapes[0].y0 == 2 and target.layout.title.text == "T \u00b7 CPU/basic"
-
-    third = go.Figure([go.Bar(x=["a"], y=[1]), go.Bar(x=["b"], y=[2])])
-    third.update_layout(title_text="U", template="plotly_white")
-    show_figure(target, third)
-    assert [t.type for t in target.data] == ["bar", "bar"] and target.layout.shapes == ()
-
-
-def test_figure_slot_makes_its_widget_on_first_show() -> None:
-    slot = FigureSlot("x", width="50%")
-    assert slot.figure is None and slot.children == () and slot.data == ()
-    slot.show(go.Figure(go.Scatter(x=[1], y=[2]), layout=dict(title_text="A")), title_suffix="s")
-    widget = slot.figure
-    assert isinstance(widget, go.FigureWidget) and slot.children == (widget,)
-    assert widget.layout.title.text == "A \u00b7 s" and widget._config["responsive"]
-    slot.show(go.Figure(go.Scatter(x=[3], y=[4]), layout=dict(title_text="A")))
-    assert slot.figure is widget and tuple(slot.data[0].x) == (3,)

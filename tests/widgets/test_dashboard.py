@@ -12,24 +12,25 @@ from workbench.widgets.netron import live_servers
 WAIT_S = 90
 
 
-def test_export_feeds_every_panel(mlp: wb.zoo.ZooModel, mlp_spec: wb.ExportSpec, tmp_path: Path) -> None:
-    bench = Workbench(mlp.model, mlp.example_inputs, mlp_spec, path=tmp_path / "mlp.onnx")
+def test_export_feeds_every_panel(mlp: wb.ModelCase, mlp_spec: wb.ExportSpec, tmp_path: Path) -> None:
+    bench = Workbench(mlp.model, mlp.example_inputs, spec=mlp_spec, out=tmp_path / "mlp.onnx")
     try:
         assert [bench.tabs.get_title(i) for i in range(4)] == list(TAB_TITLES)
         assert bench.graph.state == "idle" and bench.diff.state == "idle" and bench.sweep.state == "idle"
+        assert bench.export.wait(WAIT_S)  # the form has read the model's outputs
         bench.export.export_button.click()
         assert bench.export.wait(WAIT_S) and bench.export.state == "done", bench.export.error
         exported = str(tmp_path / "mlp.onnx")
-        assert bench.path == exported
-        assert bench.graph.path == bench.diff.onnx_path == bench.sweep.onnx_path == exported
+        assert bench.onnx_model == exported
+        assert bench.graph.onnx_model == bench.diff.onnx_model == bench.sweep.onnx_model == exported
         assert bench.wait(WAIT_S)
         assert bench.graph.state == "done" and bench.graph.netron.port > 0
         assert bench.diff.state == "done" and bench.diff.comparison.ok
 
         bench.toggles.opt_level.value = "basic"
         assert bench.diff.config.opt_level == "basic"
-        assert bench.sweep.extra_config == bench.toggles.value
-        assert bench.wait(WAIT_S) and "CPU/basic" in bench.diff.badge.value
+        assert bench.sweep.extra_config == bench.toggles.config
+        assert bench.wait(WAIT_S) and "CPU/basic" in bench.diff.verdict.value
 
         redraws = bench.diff.redraws
         bench.export.exporter.value, bench.export.opset.value = "torchscript", 16  # same path, new file
@@ -43,3 +44,18 @@ def test_export_feeds_every_panel(mlp: wb.zoo.ZooModel, mlp_spec: wb.ExportSpec,
     finally:
         bench.close()
     assert live_servers() == []
+
+
+def test_from_case_takes_the_cases_parts(tmp_path: Path) -> None:
+    case = wb.zoo.get("text_classifier", smoke=True)
+    case = wb.ModelCase(case.name, case.model, case.example_inputs, case.spec, case.input_factory, tolerance="fp16",
+                        config=wb.SessionConfig(opt_level="basic"))
+    bench = Workbench.from_case(case, out=tmp_path / "tc.onnx")
+    try:
+        assert bench.export.out_field.value == str(tmp_path / "tc.onnx")
+        assert bench.toggles.config == bench.diff.config == wb.SessionConfig(opt_level="basic")
+        assert bench.diff.tolerance == "fp16" and list(bench.diff.sliders) == ["batch", "seq"]
+        assert bench.sweep.seq_lens == [case.example_sizes()[1], 2 * case.example_sizes()[1]]
+        assert bench.wait(WAIT_S) and bench.export.axes.output_names() == tuple(case.spec.output_names)
+    finally:
+        bench.close()

@@ -1,4 +1,5 @@
-"""ExportForm: prefilled fields, the spec they make, export off the main thread, failures shown."""
+"""ExportForm: fields prefilled by a run of the model off the main thread, the spec they make, export
+off the main thread, failures shown."""
 
 from __future__ import annotations
 
@@ -24,24 +25,77 @@ class Unexportable(nn.Module):
         return torch.linalg.eigvals(x).real
 
 
-def test_fields_are_prefilled_from_the_spec(mlp: wb.zoo.ZooModel) -> None:
-    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec)
+def _form(*args: Any, **kwargs: Any) -> ExportForm:
+    form = ExportForm(*args, **kwargs)
+    assert form.wait(60)  # the run of the model that fills in the outputs
+    return form
+
+
+def test_fields_are_prefilled_from_the_spec(mlp: wb.ModelCase) -> None:
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec)
     assert form.axes.input_names() == ("x",) and form.axes.output_names() == ("y",)
     assert form.axes.dynamic_axes() == {"x": {0: "batch"}, "y": {0: "batch"}}
     assert [r.shape for r in form.axes.rows] == [(2, 16), (2, 4)]
     assert form.opset.value == 18 and form.exporter.value == "dynamo"
-    assert form.output_path.value == "mlp.onnx" and form.state == "idle" and form.path == ""
+    assert form.out_field.value == "mlp.onnx" and form.state == "idle" and form.onnx_model == ""
+    assert form.spec == wb.check_spec(mlp.model, mlp.example_inputs, mlp.spec) and not form.export_button.disabled
 
 
-def test_without_a_spec_names_come_from_forward_and_outputs(mlp: wb.zoo.ZooModel) -> None:
-    form = ExportForm(mlp.model, mlp.example_inputs)
+def test_the_model_runs_off_the_main_thread(mlp: wb.ModelCase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-fill (check_spec and one run of the model) is the worker's: the form appears at once."""
+    threads: list[str] = []
+    release = threading.Event()
+    real = export_form.check_spec
+
+    def slow(*args: Any, **kwargs: Any) -> wb.ExportSpec:
+        threads.append(threading.current_thread().name)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_form, "check_spec", slow)
+    form = ExportForm(mlp.model, mlp.example_inputs, spec=mlp.spec)
+    assert form.state == "running" and form.export_button.disabled and form.spec is None
+    assert form.axes.input_names() == ("x",) and form.axes.output_rows == []  # inputs known, outputs not yet
+    release.set()
+    assert form.wait(60) and threads == ["workbench-read-model"]
+    assert form.axes.output_names() == ("y",) and form.state == "idle" and not form.export_button.disabled
+
+
+def test_export_called_at_once_waits_for_the_model_to_be_read(mlp: wb.ModelCase, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ExportForm(...).export()`` in one cell (as a script does): the export runs after the pre-fill."""
+    release = threading.Event()
+    real = export_form.check_spec
+
+    def slow(*args: Any, **kwargs: Any) -> wb.ExportSpec:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_form, "check_spec", slow)
+    form = ExportForm(mlp.model, mlp.example_inputs, spec=mlp.spec.replace(exporter="torchscript", opset=17),
+                      out=tmp_path / "early.onnx")
+    form.export()
+    assert form.state == "running" and form.export_button.disabled
+    release.set()
+    assert form.wait(60) and form.state == "done", form.error
+    assert form.result.spec.output_names == ("y",) and form.onnx_model == str(tmp_path / "early.onnx")
+    assert not form.export_button.disabled
+
+
+def test_from_case(mlp: wb.ModelCase, tmp_path: Path) -> None:
+    form = ExportForm.from_case(mlp, out=tmp_path / "m.onnx")
+    assert form.wait(60) and form.axes.output_names() == ("y",) and form.out_field.value == str(tmp_path / "m.onnx")
+
+
+def test_without_a_spec_names_come_from_forward_and_outputs(mlp: wb.ModelCase) -> None:
+    form = _form(mlp.model, mlp.example_inputs)
     assert form.axes.input_names() == ("x",)  # MLP.forward(self, x)
     assert form.axes.output_names() == ("output",)
     assert form.axes.dynamic_axes() == {}
 
 
-def test_fields_make_the_spec(mlp: wb.zoo.ZooModel) -> None:
-    form = ExportForm(mlp.model, mlp.example_inputs)
+def test_fields_make_the_spec(mlp: wb.ModelCase) -> None:
+    form = _form(mlp.model, mlp.example_inputs)
     form.axes.row("x").name.value = "features"
     form.axes.row("features").dims[0].value = "n"
     form.axes.row("output").dims[0].value = "n"
@@ -51,7 +105,7 @@ def test_fields_make_the_spec(mlp: wb.zoo.ZooModel) -> None:
                                  dynamic_axes={"features": {0: "n"}, "output": {0: "n"}}, exporter="torchscript", opset=17)
 
 
-def test_export_runs_off_the_main_thread_and_sets_path(mlp: wb.zoo.ZooModel, tmp_path: Path,
+def test_export_runs_off_the_main_thread_and_sets_onnx_model(mlp: wb.ModelCase, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
     real = export_form.export
@@ -61,18 +115,19 @@ def test_export_runs_off_the_main_thread_and_sets_path(mlp: wb.zoo.ZooModel, tmp
         return real(*args, **kwargs)
 
     monkeypatch.setattr(export_form, "export", spy)
-    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec.replace(exporter="torchscript", opset=17),
-                      path=tmp_path / "mlp.onnx")
-    paths: list[str] = []
-    form.observe(lambda change: paths.append(change["new"]), names="path")
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec.replace(exporter="torchscript", opset=17),
+                 out=tmp_path / "mlp.onnx")
+    files: list[str] = []
+    form.observe(lambda change: files.append(change["new"]), names="onnx_model")
     form.export_button.click()
     assert form.wait(60)
     assert threads == ["workbench-export"]
     assert form.state == "done" and form.error == "" and form.exception is None
-    assert paths == [str(tmp_path / "mlp.onnx")] and Path(form.path).exists()
+    assert files == [str(tmp_path / "mlp.onnx")] and Path(form.onnx_model).exists()
     assert form.result is not None and form.result.summary.inputs[0].dims == ("batch", 16)
     html = form.status.value
     assert "Exported" in html and "torchscript" in html and "[batch, 16]" in html
+    assert form.result._repr_html_() in html  # the result's own HTML
     assert not form.export_button.disabled and form.cancel_button.disabled
 
 
@@ -86,8 +141,8 @@ def test_exporter_failure_is_shown_with_the_diagnosis(tmp_path: Path, monkeypatc
     fake.diagnose = lambda model, inputs, spec: calls.append(spec) or Diagnosis()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "workbench.doctor", fake)
     monkeypatch.setattr(wb, "doctor", fake, raising=False)
-    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
-                      path=tmp_path / "bad.onnx")
+    form = _form(Unexportable().eval(), (torch.randn(3, 3),), spec=wb.ExportSpec(exporter="torchscript", opset=17),
+                 out=tmp_path / "bad.onnx")
     form.export()
     assert form.wait(60)
     assert form.state == "failed" and isinstance(form.exception, wb.ExportError)
@@ -95,26 +150,26 @@ def test_exporter_failure_is_shown_with_the_diagnosis(tmp_path: Path, monkeypatc
     assert "linalg_eigvals" in form.error
     assert "EIGVALS-HAS-NO-SYMBOLIC" in form.status.value and isinstance(form.diagnosis, Diagnosis)
     assert calls and calls[0].exporter == "torchscript"
-    assert form.path == "" and not (tmp_path / "bad.onnx").exists()
+    assert form.onnx_model == "" and not (tmp_path / "bad.onnx").exists()
 
 
 def test_without_the_doctor_the_message_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_form, "doctor_available", lambda: False)
-    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
-                      path=tmp_path / "bad.onnx")
+    form = _form(Unexportable().eval(), (torch.randn(3, 3),), spec=wb.ExportSpec(exporter="torchscript", opset=17),
+                 out=tmp_path / "bad.onnx")
     form.export()
     assert form.wait(60) and form.state == "failed" and form.diagnosis is None
     assert "UnsupportedOperatorError" in form.status.value and "Diagnosis" not in form.status.value
 
 
-def test_bad_fields_end_in_a_visible_error(mlp: wb.zoo.ZooModel) -> None:
-    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec)
+def test_bad_fields_end_in_a_visible_error(mlp: wb.ModelCase) -> None:
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec)
     form.axes.row("y").name.value = ""  # an output without a name
     form.export_button.click()  # the handler raises SpecError: it must be shown, not lost
     assert form.state == "failed" and "SpecError" in form.error and "non-empty" in form.status.value
 
 
-def test_cancel_discards_the_running_export(mlp: wb.zoo.ZooModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_discards_the_running_export(mlp: wb.ModelCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
     real = export_form.export
 
@@ -123,28 +178,28 @@ def test_cancel_discards_the_running_export(mlp: wb.zoo.ZooModel, tmp_path: Path
         return real(*args, **kwargs)
 
     monkeypatch.setattr(export_form, "export", slow)
-    form = ExportForm(mlp.model, mlp.example_inputs, mlp.spec.replace(exporter="torchscript", opset=17),
-                      path=tmp_path / "mlp.onnx")
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec.replace(exporter="torchscript", opset=17),
+                 out=tmp_path / "mlp.onnx")
     form.export()
     assert form.state == "running" and form.export_button.disabled and not form.cancel_button.disabled
     form.cancel_button.click()
     assert form.state == "cancelled" and not form.export_button.disabled
     release.set()
     assert form.wait(60)
-    assert form.state == "cancelled" and form.path == "" and form.result is None
+    assert form.state == "cancelled" and form.onnx_model == "" and form.result is None
 
 
-def test_a_model_in_training_mode_is_flagged_before_export(mlp: wb.zoo.ZooModel) -> None:
+def test_a_model_in_training_mode_is_flagged_before_export(mlp: wb.ModelCase) -> None:
     model = wb.zoo.get("mlp").model.train()
-    form = ExportForm(model, mlp.example_inputs)
+    form = _form(model, mlp.example_inputs)
     assert form.state == "failed" and "training mode" in form.error
     assert form.axes.input_names() == ("x",)  # still prefilled from the signature
 
 
 def test_the_doctor_diagnosis_is_shown(tmp_path: Path) -> None:
     """The real workbench.doctor: the failure is shown at once, then the diagnosis with its code."""
-    form = ExportForm(Unexportable().eval(), (torch.randn(3, 3),), wb.ExportSpec(exporter="torchscript", opset=17),
-                      path=tmp_path / "bad.onnx")
+    form = _form(Unexportable().eval(), (torch.randn(3, 3),), spec=wb.ExportSpec(exporter="torchscript", opset=17),
+                 out=tmp_path / "bad.onnx")
     form.export()
     assert form.wait(240) and form.state == "failed"
     codes = getattr(form.diagnosis, "codes", [])

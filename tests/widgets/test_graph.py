@@ -17,13 +17,13 @@ def test_summary_tables_chart_and_netron(mlp_onnx: Path) -> None:
         assert graph.wait(WAIT_S) and graph.state == "done", graph.error
         summary = graph.summary
         assert isinstance(summary, wb.ModelSummary) and summary.path == mlp_onnx
-        tables = graph.tables.value
-        assert "<i>batch</i>, 16" in tables  # symbolic dims in italics
-        assert "float32" in tables and f"{summary.parameter_count:,}" in tables
+        assert graph.tables.value == summary._repr_html_()  # the summary's own tables
+        assert "batch" in graph.tables.value and "float32" in graph.tables.value
         bars = graph.ops_figure.data[0]
-        assert bars.type == "bar" and set(bars.y) == set(summary.op_histogram)
-        assert dict(zip(bars.y, bars.x)) == dict(summary.op_histogram)
-        assert graph.netron is not None and graph.netron.path == str(mlp_onnx) and graph.netron.port > 0
+        assert bars.type == "bar" and set(bars.y) == set(summary.ops)
+        assert dict(zip(bars.y, bars.x)) == dict(summary.ops)
+        assert f"{len(summary.ops)} op types" in graph.status.value
+        assert graph.netron is not None and graph.netron.onnx_model == str(mlp_onnx) and graph.netron.port > 0
     finally:
         graph.close()
     assert live_servers() == []
@@ -36,11 +36,12 @@ def test_a_missing_file_ends_in_a_visible_error(tmp_path: Path) -> None:
     assert "Could not read nothing.onnx" in graph.status.value and graph.summary is None
 
 
-def test_path_changes_are_followed(mlp_onnx: Path, tmp_path: Path) -> None:
+def test_onnx_model_changes_are_followed(mlp_onnx: Path, tmp_path: Path) -> None:
     graph = GraphInspector(netron=False)
     assert graph.state == "idle" and graph.summary is None
-    graph.path = str(tmp_path / "missing.onnx")
-    graph.path = str(mlp_onnx)  # the newest path wins
+    graph.onnx_model = tmp_path / "missing.onnx"  # a Path is taken, and kept as text
+    assert graph.onnx_model == str(tmp_path / "missing.onnx")
+    graph.onnx_model = str(mlp_onnx)  # the newest file wins
     assert graph.wait(WAIT_S) and graph.state == "done" and graph.summary.path == mlp_onnx
-    graph.path = ""
+    graph.onnx_model = ""
     assert graph.state == "idle" and graph.summary is None

@@ -66,7 +66,7 @@ def test_server_serves_only_the_model(mlp_onnx: Path, tmp_path: Path) -> None:
         pass
 
 
-def test_view_serves_its_path_and_stops_on_close(mlp_onnx: Path) -> None:
+def test_view_serves_its_onnx_model_and_stops_on_close(mlp_onnx: Path) -> None:
     view = NetronView(mlp_onnx)
     first = view.server
     assert first is not None and first.running and view.port == first.port and view.token == first.token
@@ -74,11 +74,11 @@ def test_view_serves_its_path_and_stops_on_close(mlp_onnx: Path) -> None:
     revision = view.revision
     view.reload()
     assert view.revision == revision + 1 and view.server is first
-    view.show(mlp_onnx)  # the same path again (a re-export): a fresh server
+    view.show(mlp_onnx)  # the same file again (a re-export): a fresh server
     assert view.server is not first and not first.running
-    view.path = ""
+    view.onnx_model = ""
     assert view.server is None and view.port == 0
-    view.path = str(mlp_onnx)
+    view.onnx_model = str(mlp_onnx)
     running = view.server
     view.close()
     assert not running.running and live_servers() == []

@@ -1,7 +1,7 @@
 """What IO binding checks before it hands ONNX Runtime a raw pointer: dtypes, devices, values.
 
 The dtype table maps ONNX Runtime's type strings to torch dtypes, numpy types (from
-``compare.ORT_TO_NUMPY``) and the element type ``bind_input``/``bind_output`` take. ``check_value``
+``feeds.ORT_TO_NUMPY``) and the element type ``bind_input``/``bind_output`` take. ``check_value``
 checks one array or tensor against the graph's ``NodeArg`` (dtype, rank, fixed sizes, layout);
 ``symbol_sizes`` and ``resolve_output_shapes`` work out named axes. ``Device``, ``parse_device``,
 ``require_cuda`` and ``check_session_on`` say where memory is and whether CUDA can be used.
@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto
 
-from workbench.core.compare import ORT_TO_NUMPY
+from workbench.core.feeds import ORT_TO_NUMPY, ORT_TO_TORCH
 from workbench.errors import FeedError, InvalidInputError, ProviderError, describe
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -39,15 +39,6 @@ class DType:
     element_type: Any  # what bind_input/bind_output take: a numpy type or an ONNX enum value
 
 
-_ONNX_TO_TORCH = {
-    "tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(double)": torch.float64,
-    "tensor(bfloat16)": torch.bfloat16, "tensor(int8)": torch.int8, "tensor(int16)": torch.int16,
-    "tensor(int32)": torch.int32, "tensor(int64)": torch.int64, "tensor(uint8)": torch.uint8,
-    "tensor(uint16)": torch.uint16, "tensor(uint32)": torch.uint32, "tensor(uint64)": torch.uint64,
-    "tensor(bool)": torch.bool,
-}
-
-
 def _dtype(onnx_type: str, torch_dtype: torch.dtype) -> DType:
     numpy_type = ORT_TO_NUMPY.get(onnx_type)
     if numpy_type is not None:
@@ -56,7 +47,7 @@ def _dtype(onnx_type: str, torch_dtype: torch.dtype) -> DType:
     return DType(onnx_type, torch_dtype, None, enum)
 
 
-DTYPES = tuple(_dtype(onnx_type, torch_dtype) for onnx_type, torch_dtype in _ONNX_TO_TORCH.items())
+DTYPES = tuple(_dtype(onnx_type, torch_dtype) for onnx_type, torch_dtype in ORT_TO_TORCH.items())
 BY_ONNX = {d.onnx: d for d in DTYPES}
 _BY_TORCH = {d.torch: d for d in DTYPES}
 _BY_NUMPY = {np.dtype(d.numpy): d for d in DTYPES if d.numpy is not None}

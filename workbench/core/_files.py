@@ -1,7 +1,7 @@
 """Files written by the model conversions: op histograms, sizes on disk, output paths, atomic writes.
 
-Shared by ``optimize``, ``transformer`` and ``quantize``. ``op_histogram`` counts op types over a
-graph and its subgraphs; ``OpCounts`` is the mixin for results holding a before/after histogram.
+Shared by ``optimize``, ``transformer`` and ``quantize``. ``OpCounts`` is the mixin for results
+holding a before/after op histogram (``graph.op_histogram``: ``"Op"`` / ``"domain::Op"`` keys).
 Writes are atomic: a temp file in the output directory, then ``os.replace``; a failure leaves no
 file at ``out``.
 """
@@ -19,6 +19,7 @@ import onnx
 
 from workbench.core._format import text_table
 from workbench.core._io import PathLike, load_model
+from workbench.core.graph import subgraphs
 from workbench.errors import InvalidInputError, WorkbenchError, describe
 
 __all__ = [
@@ -29,40 +30,9 @@ __all__ = [
     "histogram_diff",
     "histogram_rows",
     "model_bytes",
-    "op_histogram",
     "resolve_output",
     "save_model",
 ]
-
-# Domains whose ops are shown by op type alone; ops of any other domain get a domain prefix.
-_PLAIN_DOMAINS = ("", "ai.onnx", "com.microsoft")
-
-
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    """The graphs held by ``node``'s attributes (If branches, Loop/Scan bodies)."""
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
-
-
-def _graph_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of ``graph``, including nodes inside If/Loop/Scan subgraphs."""
-    for node in graph.node:
-        yield node
-        for sub in _subgraphs(node):
-            yield from _graph_nodes(sub)
-
-
-def _op_key(node: onnx.NodeProto) -> str:
-    return node.op_type if node.domain in _PLAIN_DOMAINS else f"{node.domain}.{node.op_type}"
-
-
-def op_histogram(model: onnx.ModelProto) -> Counter[str]:
-    """Op type -> node count over the graph and its subgraphs (ops of unusual domains are prefixed)."""
-    return Counter(_op_key(n) for n in _graph_nodes(model.graph))
-
 
 def histogram_diff(before: Counter[str], after: Counter[str]) -> dict[str, int]:
     """Op type -> (after - before) for every op whose count changed, largest change first."""
@@ -94,7 +64,7 @@ def external_files(model: onnx.ModelProto, base: Path) -> set[Path]:
                 if location:
                     files.add(base / location)
         for node in graph.node:
-            graphs.extend(_subgraphs(node))
+            graphs.extend(subgraphs(node))
     return files
 
 

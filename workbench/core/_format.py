@@ -51,11 +51,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, caption: str | None = None) -> str:
     """A small HTML table with escaped cells."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt_num(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(fmt_num(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f"<table class='wb-table'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -65,5 +63,11 @@ def badge(ok: bool | None, text: str | None = None) -> str:
     colour = {True: "#1a7f37", False: "#cf222e", None: "#6e7781"}[ok]
     return (
         f"<span style='background:{colour};color:white;padding:1px 6px;border-radius:3px;"
-        f"font-weight:600'>{html.escape(label)}</span>"
+        f"font-weight:600'>{esc(label)}</span>"
     )
+
+
+def esc(value: Any) -> str:
+    """``value`` as text safe inside HTML (``html.escape(str(value), quote=True)``): every string from
+    a model, a file or an exception goes through it before it enters a ``_repr_html_`` or a report."""
+    return html.escape(str(value), quote=True)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import onnx
 
 from workbench.errors import ModelFileError, describe
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
 PathLike = Union[str, "os.PathLike[str]"]
-ModelLike = Union[str, "os.PathLike[str]", onnx.ModelProto]
+#: An ONNX model: a path, a ``ModelProto`` or (where the function runs it) an ``InferenceSession``.
+OnnxModel = Union[str, "os.PathLike[str]", onnx.ModelProto, "ort.InferenceSession"]
+
+
+def is_path(value: object) -> bool:
+    """True for a str or an ``os.PathLike`` (what ``check_onnx_path`` accepts)."""
+    return isinstance(value, (str, os.PathLike))
 
 
 def check_onnx_path(path: PathLike) -> Path:
@@ -35,11 +44,11 @@ def check_onnx_path(path: PathLike) -> Path:
     return p
 
 
-def load_model(model: ModelLike, *, load_external_data: bool = True) -> onnx.ModelProto:
+def load_model(onnx_model: OnnxModel, *, load_external_data: bool = True) -> onnx.ModelProto:
     """Load an ONNX model from a path (or pass a ``ModelProto`` through) with clear errors."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    p = check_onnx_path(model)
+    if isinstance(onnx_model, onnx.ModelProto):
+        return onnx_model
+    p = check_onnx_path(onnx_model)
     try:
         proto = onnx.load(str(p), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError, onnx raises its own

@@ -1,5 +1,5 @@
-"""Latency: ``benchmark()`` times one target into a ``Measurement``; ``sweep()`` times eager
-PyTorch and ONNX Runtime configs over a grid of batch sizes and sequence lengths.
+"""Latency: ``benchmark()``, the one timing helper, times any target into a ``Measurement``
+(``measurement.py``); ``sweep()`` (``sweep.py``) runs it over a grid of shapes and configs.
 
 Each call is timed alone with ``time.perf_counter_ns`` and every time is kept, so the
 percentiles, the spread and the noise verdict are computed from the raw numbers, as in
@@ -9,187 +9,27 @@ percentiles, the spread and the noise verdict are computed from the raw numbers,
 from __future__ import annotations
 
 import functools
-import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
-from workbench.core._format import badge, fmt_time, html_table
-from workbench.core.compare import build_feed
+from workbench.core._checks import is_int, is_number
+from workbench.core._io import is_path
+from workbench.core.feeds import build_feed
 from workbench.core.inputs import as_input_tuple, check_inputs_fit
+from workbench.core.measurement import NOISE_THRESHOLD, Measurement
+from workbench.core.session import SessionConfig, open_session
 from workbench.errors import InvalidInputError, WorkbenchError, describe
 
-#: A run is called noisy when its interquartile range is more than this fraction of its median.
-NOISE_THRESHOLD = 0.1
+__all__ = ["DEFAULT_RUNS", "NOISE_THRESHOLD", "Measurement", "benchmark", "check_budget", "torch_threads"]
+
 DEFAULT_RUNS = 50
-
-
-# ---------------------------------------------------------------------------------------------
-# Measurement
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Measurement:
-    """Raw per-call times of one target and the statistics computed from them (lazily).
-
-    ``raw_times`` are seconds, one per call, in call order; do not change them after the
-    statistics are read (they are cached). ``batch_size`` turns ``throughput`` into items/s
-    (calls/s without it); ``flops`` (per call, see ``graph_flops``) gives ``gflops``.
-    """
-
-    label: str
-    raw_times: list[float]
-    batch_size: int | None = None
-    flops: int | None = None
-    threads: int | None = None
-    warmup: int = 0
-
-    def __post_init__(self) -> None:
-        times = [float(t) for t in self.raw_times]
-        if not times or not all(math.isfinite(t) and t >= 0 for t in times):
-            raise InvalidInputError(
-                f"A Measurement needs at least one finite time >= 0 in seconds, received {describe(self.raw_times)}. "
-                "Build it with wb.benchmark(target, inputs)."
-            )
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise InvalidInputError(f"batch_size must be an int >= 1 or None, received {self.batch_size!r}.")
-        self.raw_times = times
-
-    @cached_property
-    def _quantiles(self) -> dict[int, float]:
-        qs = (25, 50, 75, 90, 95, 99)
-        return dict(zip(qs, (float(v) for v in np.percentile(np.asarray(self.raw_times), qs))))
-
-    @property
-    def runs(self) -> int:
-        return len(self.raw_times)
-
-    @property
-    def median(self) -> float:
-        return self._quantiles[50]
-
-    p50 = median
-
-    @property
-    def p90(self) -> float:
-        return self._quantiles[90]
-
-    @property
-    def p95(self) -> float:
-        return self._quantiles[95]
-
-    @property
-    def p99(self) -> float:
-        return self._quantiles[99]
-
-    @cached_property
-    def mean(self) -> float:
-        return float(np.mean(self.raw_times))
-
-    @cached_property
-    def std(self) -> float:
-        """Sample standard deviation (0 for a single run)."""
-        return float(np.std(self.raw_times, ddof=1)) if self.runs > 1 else 0.0
-
-    @property
-    def min(self) -> float:
-        return min(self.raw_times)
-
-    @property
-    def max(self) -> float:
-        return max(self.raw_times)
-
-    @property
-    def iqr(self) -> float:
-        return self._quantiles[75] - self._quantiles[25]
-
-    @property
-    def relative_iqr(self) -> float:
-        """IQR / median, the spread the noise verdict is based on."""
-        return self.iqr / self.median if self.median > 0 else math.inf
-
-    @property
-    def noisy(self) -> bool:
-        return self.relative_iqr > NOISE_THRESHOLD
-
-    @property
-    def noise(self) -> str:
-        """A one-line verdict on the spread, worded like torch.utils.benchmark's warning."""
-        pct = f"{self.relative_iqr * 100:.1f}%"
-        if self.noisy:
-            return (
-                f"WARNING: Interquartile range is {pct} of the median measurement. This suggests "
-                "significant environmental influence (other processes, frequency scaling, thread "
-                "oversubscription); close other work, pin threads, or take more runs."
-            )
-        text = f"Interquartile range is {pct} of the median measurement (steady)."
-        return text + (f" Only {self.runs} runs: take more to trust it." if self.runs < 5 else "")
-
-    @property
-    def throughput(self) -> float:
-        """Items per second at the median (``batch_size / median``), or calls per second."""
-        return (self.batch_size or 1) / self.median if self.median > 0 else math.inf
-
-    @property
-    def throughput_unit(self) -> str:
-        return "items/s" if self.batch_size else "calls/s"
-
-    @property
-    def gflops(self) -> float | None:
-        """Achieved GFLOP/s at the median (``flops / median / 1e9``), if ``flops`` is known."""
-        if self.flops is None or self.median <= 0:
-            return None
-        return self.flops / self.median / 1e9
-
-    def summary(self) -> dict[str, Any]:
-        """The statistics as one flat dict (one row of a summary table)."""
-        return {
-            "label": self.label, "runs": self.runs, "batch_size": self.batch_size, "threads": self.threads,
-            "min": self.min, "p50": self.p50, "p90": self.p90, "p95": self.p95, "p99": self.p99,
-            "max": self.max, "mean": self.mean, "std": self.std, "iqr": self.iqr,
-            "throughput": self.throughput, "gflops": self.gflops, "noisy": self.noisy,
-        }
-
-    def to_pandas(self) -> Any:
-        """One row per timed call (``label, run, time_s, batch_size, threads``), to plot or filter
-        the raw times; ``pandas.DataFrame([m.summary()])`` gives the one-row summary."""
-        import pandas as pd
-
-        return pd.DataFrame({
-            "label": self.label, "run": range(self.runs), "time_s": self.raw_times,
-            "batch_size": self.batch_size, "threads": self.threads,
-        })
-
-    def _headline(self) -> str:
-        text = (
-            f"median {fmt_time(self.median)} (p90 {fmt_time(self.p90)}, IQR {fmt_time(self.iqr)}), "
-            f"{self.throughput:.4g} {self.throughput_unit}"
-        )
-        return text + (f", {self.gflops:.3g} GFLOP/s" if self.gflops is not None else "")
-
-    def __repr__(self) -> str:
-        text = f"<Measurement {self.label!r}: {self.runs} runs, {self._headline()}>"
-        return text + ("\n  " + self.noise if self.noisy else "")
-
-    def _repr_html_(self) -> str:
-        import html
-
-        verdict = badge(False, "NOISY") if self.noisy else badge(True, "STEADY")
-        table = html_table(
-            ["runs", "min", "p50", "p90", "p95", "p99", "mean", "std", "throughput"],
-            [[self.runs, *(fmt_time(v) for v in (self.min, self.p50, self.p90, self.p95, self.p99,
-                                                 self.mean, self.std)),
-              f"{self.throughput:.4g} {self.throughput_unit}"]],
-        )
-        return f"<div><b>{html.escape(self.label)}</b> {verdict}{table}<small>{html.escape(self.noise)}</small></div>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +41,7 @@ def check_budget(
     warmup: Any, runs: Any, min_time: Any, *, default_runs: int = DEFAULT_RUNS
 ) -> tuple[int | None, float | None]:
     """Validated ``(runs, min_time)``: exactly one is set (``runs=default_runs`` if neither was)."""
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+    if not is_int(warmup, 0):
         raise InvalidInputError(f"warmup must be an int >= 0, received {warmup!r}. Try warmup=10.")
     if runs is not None and min_time is not None:
         raise InvalidInputError(
@@ -210,11 +50,9 @@ def check_budget(
         )
     if runs is None and min_time is None:
         return default_runs, None
-    if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+    if runs is not None and not is_int(runs, 1):
         raise InvalidInputError(f"runs must be an int >= 1, received {runs!r}. Try runs={DEFAULT_RUNS}.")
-    if min_time is not None and (
-        not isinstance(min_time, (int, float)) or isinstance(min_time, bool) or not 0 < min_time < math.inf
-    ):
+    if min_time is not None and not (is_number(min_time) and min_time > 0):
         raise InvalidInputError(f"min_time must be a number of seconds > 0, received {min_time!r}. Try min_time=1.0.")
     return runs, (float(min_time) if min_time is not None else None)
 
@@ -247,7 +85,7 @@ def _time_calls(call: Callable[[], Any], warmup: int, runs: int | None, min_time
 def torch_threads(threads: int | None) -> Iterator[int]:
     """Set ``torch.set_num_threads`` for the block (if given) and restore it afterwards."""
     previous = torch.get_num_threads()
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+    if threads is not None and not is_int(threads, 1):
         raise InvalidInputError(f"threads must be an int >= 1 or None, received {threads!r}.")
     torch.set_num_threads(threads or previous)
     try:
@@ -312,9 +150,36 @@ def _check_not_empty(inputs: Any) -> None:
         )
 
 
+def _callable_call(target: Callable[..., Any], inputs: Any) -> Callable[[], Any]:
+    """A no-argument call of any callable: ``target()``, ``target(*inputs)`` or ``target(**inputs)``."""
+    if inputs is None:
+        return target
+    if isinstance(inputs, Mapping):
+        return functools.partial(target, **inputs)
+    return functools.partial(target, *inputs) if isinstance(inputs, (tuple, list)) else functools.partial(target, inputs)
+
+
+def _as_session(target: Any, config: SessionConfig | None, threads: int | None) -> ort.InferenceSession:
+    """``target`` as a session: a session as it is, a path or ``ModelProto`` opened with ``config``."""
+    if isinstance(target, ort.InferenceSession):
+        if config is not None:
+            raise InvalidInputError(
+                "config= applies when benchmark opens the model (a path or ModelProto); this session is already "
+                "built. Pass the path instead, or leave config=None."
+            )
+        return target
+    if config is None and threads is not None:
+        config = SessionConfig(intra_op_threads=threads)
+    return open_session(target, config)
+
+
+def _ort_label(session: ort.InferenceSession) -> str:
+    return "ort:" + "+".join(p.replace("ExecutionProvider", "") for p in session.get_providers())
+
+
 def benchmark(
-    target: nn.Module | ort.InferenceSession,
-    inputs: Any,
+    target: Any,
+    inputs: Any = None,
     *,
     warmup: int = 10,
     runs: int | None = None,
@@ -323,39 +188,53 @@ def benchmark(
     label: str | None = None,
     batch_size: int | None = None,
     flops: int | None = None,
+    config: SessionConfig | None = None,
 ) -> Measurement:
     """Time ``target`` on ``inputs``: ``warmup`` untimed calls, then ``runs`` timed calls
-    (default 50) or as many as fill ``min_time`` seconds.
+    (default 50) or as many as fill ``min_time`` seconds. The one timing helper.
 
-    ``target`` is an ``nn.Module`` (run under ``torch.inference_mode`` with
-    ``torch.set_num_threads(threads)``, restored afterwards; default: torch's current count)
-    or an ``onnxruntime.InferenceSession`` (inputs converted once to a numpy feed by
-    ``session.get_inputs()`` names; ``threads`` may only repeat the session's own count).
+    ``target`` is an ``onnxruntime.InferenceSession``, or an ONNX model (a path or ``ModelProto``,
+    opened with ``config``; ``threads`` without ``config`` sets ``intra_op_threads``): inputs are
+    converted once to a numpy feed by the session's input names, and ``threads`` may only repeat
+    the session's own count. An ``nn.Module`` runs under ``torch.inference_mode`` with
+    ``torch.set_num_threads(threads)`` (restored afterwards). Any other callable is called as
+    ``target()`` when ``inputs`` is None, else ``target(*inputs)`` / ``target(**inputs)``.
     """
-    if not isinstance(target, (nn.Module, ort.InferenceSession)):
-        raise InvalidInputError(
-            f"target must be a torch.nn.Module or an onnxruntime.InferenceSession, received {describe(target)}. "
-            "For an ONNX file, open it first: wb.open_session(path, wb.SessionConfig())."
-        )
     runs, min_time = check_budget(warmup, runs, min_time)
-    _check_not_empty(inputs)
-    if isinstance(target, ort.InferenceSession):
-        used = _session_threads(target, threads)
-        call = functools.partial(target.run, None, build_feed(target, inputs))
-        name = label or "ort:" + "+".join(p.replace("ExecutionProvider", "") for p in target.get_providers())
-        times = _run_guarded(call, warmup, runs, min_time, name)
-    else:
-        call = _module_call(target, inputs)
-        name = label or f"eager:{type(target).__name__}"
+    if isinstance(target, (ort.InferenceSession, onnx.ModelProto)) or is_path(target):
+        _check_not_empty(inputs)
+        session = _as_session(target, config, threads)
+        used = _session_threads(session, threads)
+        call = functools.partial(session.run, None, build_feed(session, inputs))
+        name = label or _ort_label(session)
+        times, cpu = _run_guarded(call, warmup, runs, min_time, name)
+    elif isinstance(target, nn.Module) or callable(target):
+        if config is not None:
+            raise InvalidInputError("config= is for ONNX models (a path or ModelProto); leave it None for "
+                                    f"{type(target).__name__}.")
+        if isinstance(target, nn.Module):
+            _check_not_empty(inputs)
+            call, name = _module_call(target, inputs), label or f"eager:{type(target).__name__}"
+        else:
+            call, name = _callable_call(target, inputs), label or getattr(target, "__name__", "call")
         with torch_threads(threads) as used, torch.inference_mode():
-            times = _run_guarded(call, warmup, runs, min_time, name)
-    return Measurement(name, times, batch_size=batch_size, flops=flops, threads=used, warmup=warmup)
+            times, cpu = _run_guarded(call, warmup, runs, min_time, name)
+    else:
+        raise InvalidInputError(
+            f"target must be an nn.Module, an onnxruntime.InferenceSession, an ONNX model (a path or ModelProto) "
+            f"or a callable, received {describe(target)}."
+        )
+    return Measurement(name, times, batch_size=batch_size, flops=flops, threads=used, warmup=warmup,
+                       cpu_per_call=cpu / (warmup + len(times)))
 
 
 def _run_guarded(call: Callable[[], Any], warmup: int, runs: int | None, min_time: float | None,
-                 name: str) -> list[float]:
+                 name: str) -> tuple[list[float], float]:
+    """The per-call times and the CPU time the whole process spent (warmup included)."""
     try:
-        return _time_calls(call, warmup, runs, min_time)
+        cpu = time.process_time()
+        times = _time_calls(call, warmup, runs, min_time)
+        return times, time.process_time() - cpu
     except WorkbenchError:
         raise
     except Exception as exc:

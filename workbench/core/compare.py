@@ -1,52 +1,29 @@
-"""PyTorch vs ONNX Runtime (or any two sets of outputs) compared element by element."""
+"""PyTorch vs ONNX Runtime (or any two sets of outputs) compared element by element.
+
+``compare`` runs both on the same inputs; ``compare_arrays`` compares two sets of outputs.
+Each gives a ``Comparison`` with one ``OutputDiff`` per output and sample. Tolerances are in
+``tolerance.py``, feeds and dtypes in ``feeds.py``.
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
-import torch
 from torch import nn
 
-from workbench.core._format import badge, fmt_num, html_table, text_table
-from workbench.core._io import ModelLike
+from workbench.core._format import badge, esc, fmt_num, html_table, text_table
+from workbench.core._io import OnnxModel
+from workbench.core.feeds import as_samples, build_feed, run_torch, to_numpy
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module
-from workbench.core.session import SessionConfig, open_session
-from workbench.errors import FeedError, InvalidInputError, describe
+from workbench.core.session import SessionConfig, load_session
+from workbench.core.tolerance import TOLERANCES, Tolerance, resolve_tolerance
+from workbench.errors import InvalidInputError
 
-# (rtol, atol) per preset. fp32: accumulation-order differences of kernels;
-# fp16: 10-bit mantissa; int8: quantization steps of dynamic INT8.
-TOLERANCES: dict[str, tuple[float, float]] = {
-    "fp32": (1e-4, 1e-5),
-    "fp16": (1e-2, 1e-3),
-    "int8": (1e-1, 5e-2),
-}
-
-Tolerance = Union[str, tuple[float, float]]
-
-
-def resolve_tolerance(tolerance: Tolerance) -> tuple[str, float, float]:
-    """``(name, rtol, atol)`` for a preset name or an ``(rtol, atol)`` pair."""
-    if isinstance(tolerance, str):
-        if tolerance not in TOLERANCES:
-            raise InvalidInputError(
-                f"Unknown tolerance {tolerance!r}. Use one of {list(TOLERANCES)} or a pair (rtol, atol)."
-            )
-        rtol, atol = TOLERANCES[tolerance]
-        return tolerance, rtol, atol
-    if (
-        isinstance(tolerance, (tuple, list))
-        and len(tolerance) == 2
-        and all(isinstance(v, (int, float)) and v >= 0 for v in tolerance)
-    ):
-        rtol, atol = float(tolerance[0]), float(tolerance[1])
-        return f"rtol={rtol:g}, atol={atol:g}", rtol, atol
-    raise InvalidInputError(
-        f"tolerance must be a preset name ({list(TOLERANCES)}) or a pair (rtol, atol) of numbers >= 0, "
-        f"received {tolerance!r}."
-    )
+__all__ = ["Comparison", "OutputDiff", "compare", "compare_arrays"]
 
 
 @dataclass
@@ -86,8 +63,8 @@ class OutputDiff:
 
     @classmethod
     def from_arrays(cls, name: str, expected: Any, actual: Any, rtol: float, atol: float, *, sample: int = 0) -> OutputDiff:
-        e = _to_numpy(expected)
-        a = _to_numpy(actual)
+        e = to_numpy(expected)
+        a = to_numpy(actual)
         if e.shape != a.shape:
             empty = np.zeros(0)
             return cls(name, tuple(e.shape), rtol, atol, float("inf"), float("inf"), float("inf"),
@@ -197,46 +174,59 @@ class Comparison:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        title = (f"<b>Comparison</b> {badge(self.ok)} at {self.tolerance} (rtol={self.rtol:g}, atol={self.atol:g}), "
+        title = (f"<b>Comparison</b> {badge(self.ok)} at {esc(self.tolerance)} (rtol={self.rtol:g}, atol={self.atol:g}), "
                  f"{self.samples} sample(s)")
         return f"<div>{title}{html_table(self._HEADERS, self._rows())}</div>"
 
     def text_table(self) -> str:
         return text_table(self._HEADERS, self._rows())
 
+    def at(self, tolerance: Tolerance) -> Comparison:
+        """The same outputs judged at another tolerance (no model is run again)."""
+        name, rtol, atol = resolve_tolerance(tolerance)
+        outputs = [OutputDiff.from_arrays(o.name, o.expected, o.actual, rtol, atol, sample=o.sample)
+                   for o in self.outputs]
+        return Comparison(outputs, name, rtol, atol, self.samples, list(self.input_shapes), list(self.providers))
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    return np.asarray(value)
+    def smallest_passing_tolerance(self, presets: Mapping[str, tuple[float, float]] | Sequence[str] = TOLERANCES
+                                   ) -> str | None:
+        """The first preset (tightest first, in the order of ``presets``) at which every output passes;
+        None when none does. ``presets`` is a dict like ``TOLERANCES`` or a list of preset names."""
+        names = list(presets)
+        for name in names:
+            pair = presets[name] if isinstance(presets, Mapping) else name
+            if self.at(pair).ok:
+                return name
+        return None
+
+
+def _output_lists(expected: Mapping[str, Any] | Sequence[Any], actual: Mapping[str, Any] | Sequence[Any],
+                  names: Sequence[str] | None) -> tuple[list[str], list[Any], list[Any]]:
+    if isinstance(expected, Mapping):
+        names = list(expected)
+        exp_list = [expected[n] for n in names]
+        if not isinstance(actual, Mapping):
+            return names, exp_list, list(actual)
+        missing = [n for n in names if n not in actual]
+        if missing:
+            raise InvalidInputError(f"actual outputs lack {missing}; they have {list(actual)}.")
+        return names, exp_list, [actual[n] for n in names]
+    exp_list = list(expected)
+    act_list = list(actual.values()) if isinstance(actual, Mapping) else list(actual)
+    return (list(names) if names else [f"output_{i}" for i in range(len(exp_list))]), exp_list, act_list
 
 
 def compare_arrays(
     expected: Mapping[str, Any] | Sequence[Any],
     actual: Mapping[str, Any] | Sequence[Any],
-    tolerance: Tolerance = "fp32",
     *,
+    tolerance: Tolerance = "fp32",
     names: Sequence[str] | None = None,
     sample: int = 0,
 ) -> Comparison:
     """Compare two sets of outputs (dicts by name, or sequences in the same order)."""
     tol_name, rtol, atol = resolve_tolerance(tolerance)
-    if isinstance(expected, Mapping):
-        names = list(expected)
-        exp_list = [expected[n] for n in names]
-        if not isinstance(actual, Mapping):
-            act_list = list(actual)
-        else:
-            missing = [n for n in names if n not in actual]
-            if missing:
-                raise InvalidInputError(f"actual outputs lack {missing}; they have {list(actual)}.")
-            act_list = [actual[n] for n in names]
-    else:
-        exp_list = list(expected)
-        act_list = list(actual.values()) if isinstance(actual, Mapping) else list(actual)
-        names = list(names) if names else [f"output_{i}" for i in range(len(exp_list))]
+    names, exp_list, act_list = _output_lists(expected, actual, names)
     if len(exp_list) != len(act_list):
         raise InvalidInputError(
             f"Expected {len(exp_list)} outputs ({list(names)}), received {len(act_list)}. "
@@ -246,127 +236,44 @@ def compare_arrays(
     return Comparison(diffs, tol_name, rtol, atol)
 
 
-def flatten_outputs(out: Any) -> list[torch.Tensor]:
-    """PyTorch outputs (tensor, tuple, list, dict, nested) as a flat list of tensors in ONNX order."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for item in out for t in flatten_outputs(item)]
-    if isinstance(out, Mapping):
-        return [t for v in out.values() for t in flatten_outputs(v)]
-    if out is None:
-        return []
-    return [torch.as_tensor(out)]
-
-
-ORT_TO_NUMPY = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_, "tensor(uint16)": np.uint16,
-    "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64,
-}
-
-
-def build_feed(session: ort.InferenceSession, inputs: Sequence[Any] | Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The feed dict for ``session``, checked against its inputs: names, count, dtypes, ranks, static dims."""
-    graph_inputs = session.get_inputs()
-    expected = ", ".join(f"{i.name}: {i.type} {list(i.shape)}" for i in graph_inputs)
-    if isinstance(inputs, Mapping):
-        unknown = [n for n in inputs if n not in {i.name for i in graph_inputs}]
-        missing = [i.name for i in graph_inputs if i.name not in inputs]
-        if unknown or missing:
-            raise FeedError(
-                f"Feed names {list(inputs)} do not match the graph's inputs ({expected}): "
-                f"unknown {unknown}, missing {missing}. Use the graph's input names."
-            )
-        values = [inputs[i.name] for i in graph_inputs]
-    else:
-        values = [inputs] if isinstance(inputs, (torch.Tensor, np.ndarray)) else list(inputs)
-        if len(values) != len(graph_inputs):
-            raise FeedError(
-                f"The graph takes {len(graph_inputs)} inputs ({expected}), received {len(values)}: "
-                f"{[describe(v) for v in values]}. Pass one array per graph input, in order."
-            )
-    feed: dict[str, np.ndarray] = {}
-    for spec, value in zip(graph_inputs, values):
-        if not isinstance(value, (torch.Tensor, np.ndarray)):
-            raise FeedError(
-                f"Input '{spec.name}' must be a torch.Tensor or numpy array, received {describe(value)}. "
-                "Convert it with torch.as_tensor(...) or np.asarray(...)."
-            )
-        arr = _to_numpy(value)
-        want = ORT_TO_NUMPY.get(spec.type)
-        if want is not None and arr.dtype != want:
-            raise FeedError(
-                f"Input '{spec.name}' expects {spec.type} ({np.dtype(want).name}), received {arr.dtype} "
-                f"{describe(arr)}. Convert it, e.g. tensor.to(torch.{np.dtype(want).name}) or array.astype(np.{np.dtype(want).name})."
-            )
-        if len(spec.shape) != arr.ndim:
-            raise FeedError(
-                f"Input '{spec.name}' expects rank {len(spec.shape)} {list(spec.shape)}, received rank {arr.ndim} "
-                f"shape {list(arr.shape)}. Add or remove dimensions (e.g. a batch dimension with unsqueeze(0))."
-            )
-        for axis, (dim, size) in enumerate(zip(spec.shape, arr.shape)):
-            if isinstance(dim, int) and dim != size:
-                raise FeedError(
-                    f"Input '{spec.name}' has a static size {dim} on axis {axis} (graph shape {list(spec.shape)}), "
-                    f"received {size} (shape {list(arr.shape)}). Re-export with this axis in dynamic_axes "
-                    "or feed that size."
-                )
-        feed[spec.name] = np.ascontiguousarray(arr)
-    return feed
-
-
-def run_torch(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    with torch.inference_mode():
-        out = model(*inputs)
-    return [_to_numpy(t) for t in flatten_outputs(out)]
-
-
-def _as_samples(inputs: Any) -> list[tuple[torch.Tensor, ...]]:
-    if isinstance(inputs, list) and inputs and all(isinstance(s, (tuple, list)) for s in inputs):
-        return [as_input_tuple(s, what="each sample in inputs") for s in inputs]
-    return [as_input_tuple(inputs, what="inputs")]
+def merge(parts: Sequence[Comparison], input_shapes: Sequence[list[tuple[int, ...]]], providers: Sequence[str]
+          ) -> Comparison:
+    """One ``Comparison`` of several samples (each part compared one sample)."""
+    first = parts[0]
+    return Comparison([o for part in parts for o in part.outputs], first.tolerance, first.rtol, first.atol,
+                      samples=len(parts), input_shapes=[list(s) for s in input_shapes], providers=list(providers))
 
 
 def compare(
     model: nn.Module,
-    onnx_model: ModelLike | ort.InferenceSession,
+    onnx_model: OnnxModel,
     inputs: Any,
+    *,
     tolerance: Tolerance = "fp32",
     config: SessionConfig | None = None,
 ) -> Comparison:
-    """Run ``model`` (PyTorch) and the ONNX model (ORT) on ``inputs`` and compare every output.
+    """Run ``model`` (PyTorch) and ``onnx_model`` (ONNX Runtime) on ``inputs`` and compare every output.
 
     ``inputs`` is one tuple of tensors or a list of such tuples (several samples). The feed
-    is checked against the graph's inputs before running.
+    is checked against the graph's inputs before running. A path or ``ModelProto`` is opened
+    with ``load_session`` (memoized); a session is used as it is.
     """
     check_module(model)
     resolve_tolerance(tolerance)
-    samples = _as_samples(inputs)
+    samples = [as_input_tuple(s, what="each sample in inputs") for s in as_samples(inputs)]
     for sample in samples:
         check_inputs_fit(model, sample)
-    session = onnx_model if isinstance(onnx_model, ort.InferenceSession) else open_session(onnx_model, config)
+    session = onnx_model if isinstance(onnx_model, ort.InferenceSession) else load_session(onnx_model, config)
     output_names = [o.name for o in session.get_outputs()]
     if model.training:
-        import warnings
-
         warnings.warn(
             f"{type(model).__name__} is in training mode (dropout and batch-norm statistics make PyTorch's "
             "outputs random). Call model.eval() before comparing.", UserWarning, stacklevel=2,
         )
-    result: Comparison | None = None
+    parts = []
     for i, sample in enumerate(samples):
         feed = build_feed(session, sample)
         expected = run_torch(model, sample)
         actual = session.run(None, feed)
-        part = compare_arrays(expected, actual, tolerance, names=output_names, sample=i)
-        if result is None:
-            result = part
-        else:
-            result.outputs.extend(part.outputs)
-        result.input_shapes.append([tuple(t.shape) for t in sample])
-    assert result is not None
-    result.samples = len(samples)
-    result.providers = list(session.get_providers())
-    return result
+        parts.append(compare_arrays(expected, actual, tolerance=tolerance, names=output_names, sample=i))
+    return merge(parts, [[tuple(t.shape) for t in s] for s in samples], session.get_providers())

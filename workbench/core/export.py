@@ -18,7 +18,8 @@ import onnx
 import torch
 from torch import nn
 
-from workbench.core._format import badge, fmt_time, html_table
+from workbench.core._format import badge, esc, fmt_time, html_table
+from workbench.core.feeds import flatten_outputs
 from workbench.core.fingerprint import fingerprint
 from workbench.core.graph import ModelSummary, summarize
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module, forward_arity
@@ -35,7 +36,7 @@ _INTERNAL_NOISE = ("torchvision", "LeafSpec", "legacy TorchScript-based ONNX exp
 class ExportResult:
     """What an export wrote and how it went. ``summary`` is computed on first use."""
 
-    path: Path
+    out: Path
     spec: ExportSpec
     duration_s: float
     warnings: list[str] = field(default_factory=list)
@@ -54,20 +55,20 @@ class ExportResult:
 
     @cached_property
     def summary(self) -> ModelSummary:
-        return summarize(self.path)
+        return summarize(self.out)
 
     def __repr__(self) -> str:
         how = "cached" if self.cached else f"in {fmt_time(self.duration_s)}"
-        text = f"ExportResult({str(self.path)!r}, exporter={self.exporter!r}, opset={self.opset}, {how}"
+        text = f"ExportResult({str(self.out)!r}, exporter={self.exporter!r}, opset={self.opset}, {how}"
         if self.warnings:
             text += f", {len(self.warnings)} warning(s)"
         return text + ")"
 
     def _repr_html_(self) -> str:
-        rows = [["path", str(self.path)], ["exporter", self.exporter], ["opset", self.opset],
+        rows = [["out", str(self.out)], ["exporter", self.exporter], ["opset", self.opset],
                 ["duration", "cached" if self.cached else fmt_time(self.duration_s)],
                 ["torch / onnx", f"{self.torch_version} / {self.onnx_version}"]]
-        warn = "".join(f"<li>{w}</li>" for w in self.warnings)
+        warn = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
         return (f"<div><b>Export</b> {badge(True, 'EXPORTED')}{html_table(['', ''], rows)}"
                 + (f"<details><summary>{len(self.warnings)} warning(s)</summary><ul>{warn}</ul></details>" if warn else "")
                 + "</div>")
@@ -81,8 +82,6 @@ def _default_spec(model: nn.Module, n_inputs: int, n_outputs: int) -> ExportSpec
 
 
 def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    from workbench.core.compare import flatten_outputs
-
     try:
         with torch.inference_mode():
             return flatten_outputs(model(*inputs))
@@ -94,13 +93,14 @@ def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[t
         ) from exc
 
 
-def check_spec(model: nn.Module, inputs: tuple[torch.Tensor, ...], spec: ExportSpec | None) -> ExportSpec:
+def check_spec(model: nn.Module, example_inputs: Any, spec: ExportSpec | None = None) -> ExportSpec:
     """Check a spec against the model before anything is exported; fill in defaults.
 
     Raises ``SpecError`` for a model in training mode, names that do not match the
     forward's arity or the outputs, and ``dynamic_axes`` keys or dimensions that name nothing.
     """
     check_module(model)
+    inputs = as_input_tuple(example_inputs)
     if model.training:
         raise SpecError(
             f"{type(model).__name__} is in training mode: dropout and batch-norm would be exported "
@@ -260,11 +260,11 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 
 def _write_sidecar(result: ExportResult) -> None:
-    stat = result.path.stat()
+    stat = result.out.stat()
     data = {"fingerprint": result.fingerprint, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "duration_s": result.duration_s, "warnings": result.warnings, "spec": result.spec.to_dict(),
             "torch_version": result.torch_version, "onnx_version": result.onnx_version}
-    side = result.path.with_name(result.path.name + _SIDECAR_SUFFIX)
+    side = result.out.with_name(result.out.name + _SIDECAR_SUFFIX)
     tmp = side.with_name(side.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, side)
@@ -273,17 +273,17 @@ def _write_sidecar(result: ExportResult) -> None:
 def export(
     model: nn.Module,
     example_inputs: Any,
-    path: str | os.PathLike[str],
-    spec: ExportSpec | None = None,
+    out: str | os.PathLike[str],
     *,
+    spec: ExportSpec | None = None,
     use_cache: bool = True,
     custom_translation_table: dict[Any, Any] | None = None,
     custom_opsets: dict[str, int] | None = None,
 ) -> ExportResult:
-    """Export ``model`` to ONNX at ``path`` following ``spec``.
+    """Export ``model`` to ONNX at ``out`` following ``spec``.
 
     The spec is checked against the model first (see ``check_spec``). The file appears at
-    ``path`` only when the export succeeded; a failure raises ``ExportError`` with the stage,
+    ``out`` only when the export succeeded; a failure raises ``ExportError`` with the stage,
     the exception and the captured warnings, and leaves no file behind. Re-exporting an
     unchanged model (weights and code) with an unchanged spec and example returns the
     cached result. ``custom_translation_table`` (dynamo) and ``custom_opsets`` (TorchScript)
@@ -294,58 +294,79 @@ def export(
     """
     check_module(model)
     inputs = as_input_tuple(example_inputs)
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidInputError(f"path must be a str or Path ending in .onnx, received {type(path).__name__}.")
-    target = Path(path)
-    if target.suffix != ".onnx":
-        raise InvalidInputError(f"path should end in .onnx, received {str(target)!r}. Try {str(target)!r} + '.onnx'.")
+    target = _check_out(out)
     if spec is not None and not isinstance(spec, ExportSpec):
         raise SpecError(f"spec must be a wb.ExportSpec, received {type(spec).__name__}. Build one with wb.ExportSpec(...).")
     extra = _extra_arguments(spec, custom_translation_table, custom_opsets)
-    use_cache = use_cache and not extra
     # The key covers the spec as given: a hit means this exact call succeeded and was checked before.
     key = fingerprint(model, inputs, spec)
-    if use_cache and target.exists():
-        side = _read_sidecar(target)
-        if side and side.get("fingerprint") == key:
-            return ExportResult(target, ExportSpec.from_dict(side["spec"]), side["duration_s"],
-                                list(side.get("warnings", [])), side.get("torch_version", ""),
-                                side.get("onnx_version", ""), key, cached=True)
+    cached = _cached(target, key) if use_cache and not extra else None
+    if cached is not None:
+        return cached
     spec = check_spec(model, inputs, spec)
     target.parent.mkdir(parents=True, exist_ok=True)
-    captured: list[str] = size_one_warnings(spec, inputs)
+    duration, captured = _export_atomically(model, inputs, target, spec, extra)
+    result = ExportResult(target, spec, duration, captured, fingerprint=key)
+    _write_sidecar(result)
+    return result
+
+
+def _check_out(out: Any) -> Path:
+    if not isinstance(out, (str, os.PathLike)):
+        raise InvalidInputError(f"out must be a str or Path ending in .onnx, received {type(out).__name__}.")
+    target = Path(out)
+    if target.suffix != ".onnx":
+        raise InvalidInputError(f"out should end in .onnx, received {str(target)!r}. Try {str(target)!r} + '.onnx'.")
+    return target
+
+
+def _cached(target: Path, key: str) -> ExportResult | None:
+    """The result of an earlier export to ``target`` with the same fingerprint, if the file is unchanged."""
+    side = _read_sidecar(target) if target.exists() else None
+    if not side or side.get("fingerprint") != key:
+        return None
+    return ExportResult(target, ExportSpec.from_dict(side["spec"]), side["duration_s"], list(side.get("warnings", [])),
+                        side.get("torch_version", ""), side.get("onnx_version", ""), key, cached=True)
+
+
+def _run_captured(model: nn.Module, inputs: tuple[torch.Tensor, ...], staged: Path, spec: ExportSpec,
+                  extra: dict[str, Any], target: Path) -> list[str]:
+    """Run the exporter into ``staged``; its warnings, or ``ExportError`` with the stage that failed."""
+    with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
+        warnings.simplefilter("always")
+        try:
+            _run_exporter(model, inputs, staged, spec, extra)
+        except Exception as exc:
+            stage = _stage_of(exc)
+            raise ExportError(
+                f"The {spec.exporter} exporter failed at the {stage} stage for {type(model).__name__}: "
+                f"{type(exc).__name__}: {_first_lines(str(exc))}. Nothing was written to {str(target)!r}. "
+                "Run wb.diagnose(model, example_inputs, spec=spec) for the cause and a fix, or try the other exporter.",
+                stage=stage, exception=exc, warnings=size_one_warnings(spec, inputs) + _unique_warnings(caught),
+            ) from exc
+        return _unique_warnings(caught)
+
+
+def _export_atomically(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: Path, spec: ExportSpec,
+                       extra: dict[str, Any]) -> tuple[float, list[str]]:
+    """Export into a temp folder beside ``target``, then move the files into place: ``(seconds, warnings)``."""
     tmpdir = Path(tempfile.mkdtemp(prefix=".wb-export-", dir=target.parent))
     staged = tmpdir / target.name
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
-            warnings.simplefilter("always")
-            try:
-                _run_exporter(model, inputs, staged, spec, extra)
-            except Exception as exc:
-                captured += _unique_warnings(caught)
-                stage = _stage_of(exc)
-                raise ExportError(
-                    f"The {spec.exporter} exporter failed at the {stage} stage for {type(model).__name__}: "
-                    f"{type(exc).__name__}: {_first_lines(str(exc))}. Nothing was written to {str(target)!r}. "
-                    "Run wb.diagnose(model, example_inputs, spec) for the cause and a fix, or try the other exporter.",
-                    stage=stage, exception=exc, warnings=captured,
-                ) from exc
-            captured += _unique_warnings(caught)
+        captured = size_one_warnings(spec, inputs) + _run_captured(model, inputs, staged, spec, extra, target)
         if not staged.exists():
             raise ExportError(f"The {spec.exporter} exporter returned without writing {staged.name}.",
                               stage="save", warnings=captured)
         _finish_model(staged, spec)
         duration = time.perf_counter() - start
-        for extra in sorted(tmpdir.iterdir()):  # external data first, the .onnx last
-            if extra != staged:
-                os.replace(extra, target.parent / extra.name)
+        for written in sorted(tmpdir.iterdir()):  # external data first, the .onnx last
+            if written != staged:
+                os.replace(written, target.parent / written.name)
         os.replace(staged, target)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    result = ExportResult(target, spec, duration, captured, fingerprint=key)
-    _write_sidecar(result)
-    return result
+    return duration, captured
 
 
 def _first_lines(text: str, n: int = 6) -> str:

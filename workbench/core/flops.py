@@ -18,8 +18,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import onnx
 
+from workbench.core._checks import is_int
 from workbench.core._format import fmt_time
-from workbench.core._io import ModelLike, load_model
+from workbench.core._io import OnnxModel, load_model
+from workbench.core.graph import graph_inputs
 from workbench.errors import InvalidInputError, ModelFileError, describe
 
 Shape = tuple[int | None, ...]
@@ -64,7 +66,7 @@ def _as_shapes(input_shapes: Any) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for name, shape in input_shapes.items():
         if not isinstance(shape, Sequence) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+            is_int(s, 0) for s in shape
         ):
             raise InvalidInputError(
                 f"input_shapes[{name!r}] must be a tuple of ints >= 0, received {shape!r}. "
@@ -76,8 +78,7 @@ def _as_shapes(input_shapes: Any) -> dict[str, tuple[int, ...]]:
 
 def _check_input_shapes(graph: onnx.GraphProto, input_shapes: Mapping[str, tuple[int, ...]]) -> None:
     """Raise ``InvalidInputError`` when ``input_shapes`` does not fit the graph's real inputs."""
-    initializers = {t.name for t in graph.initializer}
-    real = {v.name: v for v in graph.input if v.name not in initializers}
+    real = {v.name: v for v in graph_inputs(graph)}
     unknown = sorted(set(input_shapes) - set(real))
     missing = sorted(set(real) - set(input_shapes))
     if unknown or missing:
@@ -132,14 +133,14 @@ def _light_copy(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]
     return copy
 
 
-def infer_concrete_shapes(model: ModelLike, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, Shape | None]:
+def infer_shapes(onnx_model: OnnxModel, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, Shape | None]:
     """Shapes of every value in the main graph when the inputs have ``input_shapes``.
 
     Runs ``onnx.shape_inference.infer_shapes`` (with data propagation, so ``Shape`` ->
     ``Reshape`` chains resolve) on a light copy; the model passed in is not changed. A dim
     inference could not resolve is ``None``; a value with no shape at all maps to ``None``.
     """
-    proto = _as_proto(model)
+    proto = _as_proto(onnx_model)
     input_shapes = _as_shapes(input_shapes)
     _check_input_shapes(proto.graph, input_shapes)
     copy = _light_copy(proto, input_shapes)
@@ -157,9 +158,9 @@ def infer_concrete_shapes(model: ModelLike, input_shapes: Mapping[str, Sequence[
     return shapes
 
 
-def _as_proto(model: ModelLike) -> onnx.ModelProto:
+def _as_proto(onnx_model: OnnxModel) -> onnx.ModelProto:
     # Weights' values are not needed for shapes, so external data is not read.
-    return load_model(model, load_external_data=False)
+    return load_model(onnx_model, load_external_data=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,8 +255,8 @@ def node_flops(node: onnx.NodeProto, shapes: ShapeTable) -> int | None:
     return 0 if counter is None else counter(node, shapes)
 
 
-def graph_flops(model: ModelLike, input_shapes: Mapping[str, Sequence[int]]) -> int | None:
-    """FLOPs of one run of ``model`` (a path or ``ModelProto``) at ``input_shapes``.
+def graph_flops(onnx_model: OnnxModel, input_shapes: Mapping[str, Sequence[int]]) -> int | None:
+    """FLOPs of one run of ``onnx_model`` (a path or ``ModelProto``) at ``input_shapes``.
 
     Counts ``COUNTED_OPS`` (MatMul, Gemm, Conv and their quantized and transposed forms) in
     the main graph after inlining local functions, at 2 FLOPs per multiply-add, e.g.
@@ -263,8 +264,8 @@ def graph_flops(model: ModelLike, input_shapes: Mapping[str, Sequence[int]]) -> 
     contrib ops (``com.microsoft``) are not counted. Returns ``None`` when a counted op's
     shape cannot be inferred. ``input_shapes`` maps every graph input name to a shape.
     """
-    proto = _as_proto(model)
-    shapes = infer_concrete_shapes(proto, input_shapes)
+    proto = _as_proto(onnx_model)
+    shapes = infer_shapes(proto, input_shapes)
     graph = _light_copy(proto, {}).graph if proto.functions else proto.graph
     total = 0
     for node in graph.node:
@@ -350,7 +351,7 @@ def machine_peak(
     """
     import torch
 
-    if not isinstance(size, int) or isinstance(size, bool) or size < 16:
+    if not is_int(size, 16):
         raise InvalidInputError(f"size must be an int >= 16, received {size!r}. Try 1024.")
     if not isinstance(repeats, int) or repeats < 3:
         raise InvalidInputError(f"repeats must be an int >= 3, received {repeats!r}.")

@@ -9,28 +9,21 @@ error string by ``run_gate`` (``accuracy_gate`` raises it).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 
-from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.compare import ORT_TO_NUMPY, Comparison, Tolerance, build_feed, compare_arrays, resolve_tolerance
+from workbench.core._io import OnnxModel, check_onnx_path, load_model
+from workbench.core.compare import Comparison, compare_arrays, merge
+from workbench.core.feeds import ORT_TO_NUMPY, as_samples, build_feed
 from workbench.core.session import SessionConfig, open_session
-from workbench.errors import FeedError, InvalidInputError, WorkbenchError, describe
+from workbench.core.tolerance import Tolerance, resolve_tolerance
+from workbench.errors import FeedError, InvalidInputError, WorkbenchError, brief
 
-__all__ = [
-    "GateReference",
-    "accuracy_gate",
-    "generate_inputs",
-    "reference_run",
-    "run_gate",
-    "short_error",
-]
+__all__ = ["GateReference", "accuracy_gate", "generate_inputs", "reference_run", "run_gate"]
 
 DEFAULT_DIM = 4  # size given to a symbolic dimension when inputs are generated
 INT_HIGH = 100  # generated integer inputs lie in [0, INT_HIGH) (less when they index a smaller table)
@@ -100,20 +93,6 @@ def generate_inputs(
     return feed
 
 
-def _as_samples(inputs: Any) -> list[Any]:
-    """One sample (a tuple, a dict, one array) or a list of samples, as a list of samples."""
-    if isinstance(inputs, (Mapping, tuple, np.ndarray, torch.Tensor)):
-        return [inputs if not isinstance(inputs, (np.ndarray, torch.Tensor)) else (inputs,)]
-    if isinstance(inputs, list) and inputs:
-        if all(isinstance(s, (tuple, list, Mapping)) for s in inputs):
-            return list(inputs)
-        return [tuple(inputs)]
-    raise InvalidInputError(
-        f"inputs must be a tuple of tensors/arrays (one sample), a list of such tuples, or None to generate "
-        f"them from the graph, received {describe(inputs)}."
-    )
-
-
 @dataclass
 class GateReference:
     """The reference model's feeds and outputs, computed once and compared with each candidate."""
@@ -124,15 +103,15 @@ class GateReference:
 
 
 def reference_run(
-    path: PathLike, inputs: Any = None, *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
+    onnx_model: OnnxModel, inputs: Any = None, *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
 ) -> GateReference:
     """Run the FP32 model on ``inputs`` (or generated ones); raise ``FeedError`` if it cannot."""
-    session = open_session(path, _GATE_CONFIG)
+    session = open_session(onnx_model, _GATE_CONFIG)
     if inputs is None:
-        model = load_model(path, load_external_data=False)
+        model = load_model(onnx_model, load_external_data=False)
         feeds = [generate_inputs(session, model, dim_sizes=dim_sizes, seed=seed)]
     else:
-        feeds = [build_feed(session, sample) for sample in _as_samples(inputs)]
+        feeds = [build_feed(session, sample) for sample in as_samples(inputs)]
     names = [o.name for o in session.get_outputs()]
     expected = []
     for feed in feeds:
@@ -142,17 +121,10 @@ def reference_run(
             shapes = {k: list(v.shape) for k, v in feed.items()}
             how = ("generated inputs" if inputs is None else "the inputs given")
             raise FeedError(
-                f"The FP32 model '{path}' failed on {how} {shapes}: {short_error(exc)}. The gate needs inputs "
+                f"The FP32 model '{onnx_model}' failed on {how} {shapes}: {brief(exc, 500)}. The gate needs inputs "
                 "the model accepts: pass inputs=(...) (e.g. the export's example inputs) or dim_sizes={'seq': ...}."
             ) from exc
     return GateReference(feeds, expected, names)
-
-
-def short_error(exc: BaseException, limit: int = 500) -> str:
-    """An exception's message without ONNX Runtime's source paths and C++ signatures, shortened."""
-    text = re.sub(r"\S*onnxruntime_src\S*\s+[\w:~<>]+\([^)]*\)\s*", "", str(exc)).strip()
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _adapt_feed(session: ort.InferenceSession, feed: Sample) -> Sample:
@@ -166,35 +138,28 @@ def _adapt_feed(session: ort.InferenceSession, feed: Sample) -> Sample:
     return out
 
 
-def run_gate(reference: GateReference, candidate: PathLike, tolerance: Tolerance) -> tuple[Comparison | None, str | None]:
+def run_gate(reference: GateReference, candidate: OnnxModel, *, tolerance: Tolerance
+             ) -> tuple[Comparison | None, str | None]:
     """Compare ``candidate``'s outputs with the reference's: ``(Comparison, None)`` or ``(None, error)``."""
     try:
         session = open_session(candidate, _GATE_CONFIG)
         actual = [session.run(reference.names, build_feed(session, _adapt_feed(session, f))) for f in reference.feeds]
     except Exception as exc:
-        return None, f"ONNX Runtime could not run the converted model: {type(exc).__name__}: {short_error(exc)}"
-    result: Comparison | None = None
-    for i, (feed, exp, act) in enumerate(zip(reference.feeds, reference.expected, actual)):
-        part = compare_arrays(exp, act, tolerance, names=reference.names, sample=i)
-        if result is None:
-            result = part
-        else:
-            result.outputs.extend(part.outputs)
-        result.input_shapes.append([tuple(v.shape) for v in feed.values()])
-    assert result is not None
-    result.samples = len(reference.feeds)
-    result.providers = list(session.get_providers())
-    return result, None
+        return None, f"ONNX Runtime could not run the converted model: {brief(exc, 500)}"
+    parts = [compare_arrays(exp, act, tolerance=tolerance, names=reference.names, sample=i)
+             for i, (exp, act) in enumerate(zip(reference.expected, actual))]
+    shapes = [[tuple(v.shape) for v in feed.values()] for feed in reference.feeds]
+    return merge(parts, shapes, session.get_providers()), None
 
 
 def accuracy_gate(
-    reference: PathLike, candidate: PathLike, inputs: Any = None, tolerance: Tolerance = "fp32",
-    *, dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
+    reference: OnnxModel, candidate: OnnxModel, inputs: Any = None, *, tolerance: Tolerance = "fp32",
+    dim_sizes: Mapping[str, int] | None = None, seed: int = 0,
 ) -> Comparison:
-    """Run two ONNX models with ONNX Runtime on the same inputs and compare their outputs."""
+    """Run two ONNX models (paths) with ONNX Runtime on the same inputs and compare their outputs."""
     resolve_tolerance(tolerance)
     ref = reference_run(check_onnx_path(reference), inputs, dim_sizes=dim_sizes, seed=seed)
-    comparison, error = run_gate(ref, check_onnx_path(candidate), tolerance)
+    comparison, error = run_gate(ref, check_onnx_path(candidate), tolerance=tolerance)
     if comparison is None:
-        raise WorkbenchError(f"{error}. Check '{candidate}' with wb.inspect / onnx.checker.")
+        raise WorkbenchError(f"{error}. Check '{candidate}' with wb.summarize / onnx.checker.")
     return comparison

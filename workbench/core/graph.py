@@ -1,21 +1,29 @@
-"""``summarize``: what an ONNX file holds, without running it."""
+"""``summarize``: what an ONNX file holds, without running it; ``op_histogram``: the one op count.
+
+``op_histogram`` keys: ``"Op"`` for the default ONNX domain (``""`` / ``"ai.onnx"``) and
+``"domain::Op"`` for every other domain (``"com.microsoft::FusedMatMul"``); nodes inside
+subgraphs (If/Loop/Scan bodies) are counted, functions are not expanded.
+"""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import onnx
 from onnx import external_data_helper, helper, shape_inference
 
-from workbench.core._format import badge, fmt_bytes, html_table, text_table
-from workbench.core._io import ModelLike, check_onnx_path, load_model
+from workbench.core._format import badge, esc, fmt_bytes, html_table, text_table
+from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
+
+__all__ = ["ModelSummary", "TensorInfo", "graph_inputs", "graph_nodes", "op_histogram", "op_key", "subgraphs",
+           "summarize"]
 
 Dim = int | str | None
+_DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class ModelSummary:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     node_count: int
-    op_histogram: Counter[str]
+    ops: Counter[str]
     parameter_count: int
     parameter_bytes: dict[str, int]
     parameter_count_by_dtype: dict[str, int]
@@ -93,7 +101,7 @@ class ModelSummary:
     def ops_to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.op_histogram.most_common(), columns=["op_type", "count"])
+        return pd.DataFrame(self.ops.most_common(), columns=["op_type", "count"])
 
     def io_to_pandas(self) -> Any:
         import pandas as pd
@@ -117,7 +125,7 @@ class ModelSummary:
             "  inputs:  " + "; ".join(f"{i.name} {i.dtype}{i.shape_text}" for i in self.inputs),
             "  outputs: " + "; ".join(f"{o.name} {o.dtype}{o.shape_text}" for o in self.outputs),
             f"  {self.node_count} nodes; top ops: "
-            + ", ".join(f"{k}x{v}" for k, v in self.op_histogram.most_common(6)),
+            + ", ".join(f"{k}x{v}" for k, v in self.ops.most_common(6)),
             f"  {self.parameter_count:,} parameters, {fmt_bytes(self.total_parameter_bytes)} ("
             + ", ".join(f"{k}: {fmt_bytes(v)}" for k, v in self.parameter_bytes.items()) + ")",
         ]
@@ -129,38 +137,58 @@ class ModelSummary:
         io_rows = [["input", i.name, i.dtype, i.shape_text] for i in self.inputs]
         io_rows += [["output", o.name, o.dtype, o.shape_text] for o in self.outputs]
         params = [[k, self.parameter_count_by_dtype.get(k, 0), fmt_bytes(v)] for k, v in self.parameter_bytes.items()]
-        meta = [["checker", badge(self.checker_ok, "VALID" if self.checker_ok else None)],
-                ["opsets", ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in sorted(self.opsets.items()))],
+        meta = [["opsets", ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in sorted(self.opsets.items()))],
                 ["ir_version", self.ir_version], ["producer", self.producer], ["nodes", self.node_count]]
-        meta_html = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta)
+        checker = f"<tr><td>checker</td><td>{badge(self.checker_ok, 'VALID' if self.checker_ok else None)}</td></tr>"
+        meta_html = checker + "".join(f"<tr><td>{k}</td><td>{esc(v)}</td></tr>" for k, v in meta)
         return (
-            f"<div><b>ONNX model</b> {self.path or ''}<table class='wb-table'>{meta_html}</table>"
-            + (f"<pre>{self.checker_message}</pre>" if self.checker_message else "")
+            f"<div><b>ONNX model</b> {esc(self.path or '')}<table class='wb-table'>{meta_html}</table>"
+            + (f"<pre>{esc(self.checker_message)}</pre>" if self.checker_message else "")
             + html_table(["", "name", "dtype", "shape"], io_rows, caption="Inputs and outputs")
-            + html_table(["op_type", "count"], self.op_histogram.most_common(), caption="Operators")
+            + html_table(["op_type", "count"], self.ops.most_common(), caption="Operators")
             + html_table(["dtype", "count", "bytes"], params, caption="Parameters")
             + "</div>"
         )
 
     def text_report(self) -> str:
-        return repr(self) + "\n\n" + text_table(["op_type", "count"], self.op_histogram.most_common())
+        return repr(self) + "\n\n" + text_table(["op_type", "count"], self.ops.most_common())
 
 
-def _op_key(node: onnx.NodeProto) -> str:
-    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The graph's real inputs: its inputs that are not initializers (old exporters list both)."""
+    initializers = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in initializers]
 
 
-def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    nodes = []
+def op_key(node: onnx.NodeProto) -> str:
+    """``"Op"`` for the default ONNX domain, ``"domain::Op"`` for any other."""
+    return node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
+
+
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The graphs held by ``node``'s attributes (If branches, Loop/Scan bodies)."""
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def graph_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph``, including the nodes inside If/Loop/Scan subgraphs."""
     for node in graph.node:
-        nodes.append(node)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                nodes.extend(_all_nodes(attr.g))
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    nodes.extend(_all_nodes(g))
-    return nodes
+        yield node
+        for sub in subgraphs(node):
+            yield from graph_nodes(sub)
+
+
+def op_histogram(onnx_model: OnnxModel | onnx.GraphProto) -> Counter[str]:
+    """Op -> node count over the graph and its subgraphs (keys: ``"Op"`` or ``"domain::Op"``).
+
+    ``onnx_model`` is a path, a ``ModelProto`` or a ``GraphProto``; external weights are not loaded."""
+    graph = onnx_model if isinstance(onnx_model, onnx.GraphProto) else \
+        load_model(onnx_model, load_external_data=False).graph
+    return Counter(op_key(n) for n in graph_nodes(graph))
 
 
 def _parameters(model: onnx.ModelProto) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -199,14 +227,14 @@ def _check(model: onnx.ModelProto, path: Path | None) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
-def summarize(model: ModelLike, *, check: bool = True, infer_shapes: bool = True) -> ModelSummary:
+def summarize(onnx_model: OnnxModel, *, check: bool = True, infer_shapes: bool = True) -> ModelSummary:
     """Summarize an ONNX model from a path or a ``ModelProto``.
 
     Weights held in external data are not loaded: parameter counts and bytes come from the
     initializers' dims, so a model over 2 GB is summarized quickly.
     """
-    path = check_onnx_path(model) if isinstance(model, (str, os.PathLike)) else None
-    proto = load_model(path if path is not None else model, load_external_data=False)
+    path = check_onnx_path(onnx_model) if is_path(onnx_model) else None
+    proto = load_model(path if path is not None else onnx_model, load_external_data=False)
     checker_ok, message = _check(proto, path) if check else (None, "")
     inferred: dict[str, TensorInfo] = {}
     if infer_shapes:
@@ -215,9 +243,8 @@ def summarize(model: ModelLike, *, check: bool = True, infer_shapes: bool = True
             inferred = {v.name: _tensor_info(v) for v in inferred_model.graph.value_info}
         except Exception as exc:
             message = (message + "; " if message else "") + f"shape inference failed: {exc}"
-    nodes = _all_nodes(proto.graph)
+    ops = op_histogram(proto.graph)
     count, by_bytes, by_count = _parameters(proto)
-    initializer_names = {i.name for i in proto.graph.initializer}
     return ModelSummary(
         path=path,
         checker_ok=checker_ok,
@@ -225,10 +252,10 @@ def summarize(model: ModelLike, *, check: bool = True, infer_shapes: bool = True
         ir_version=int(proto.ir_version),
         opsets={o.domain: int(o.version) for o in proto.opset_import},
         producer=f"{proto.producer_name} {proto.producer_version}".strip(),
-        inputs=[_tensor_info(i) for i in proto.graph.input if i.name not in initializer_names],
+        inputs=[_tensor_info(i) for i in graph_inputs(proto.graph)],
         outputs=[_tensor_info(o) for o in proto.graph.output],
-        node_count=len(nodes),
-        op_histogram=Counter(_op_key(n) for n in nodes),
+        node_count=sum(ops.values()),
+        ops=ops,
         parameter_count=count,
         parameter_bytes=by_bytes,
         parameter_count_by_dtype=by_count,

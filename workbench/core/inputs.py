@@ -130,3 +130,25 @@ def example_sizes(
             if dim < example.dim():
                 sizes.setdefault(symbol, int(example.shape[dim]))
     return sizes
+
+
+def resize_batch_seq(
+    example_inputs: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    batch: int | None = None,
+    seq: int | None = None,
+    *,
+    seed: int = 0,
+) -> tuple[torch.Tensor, ...]:
+    """The example resized along its dynamic axes: the first symbol is ``batch``, the second ``seq``
+    (None keeps the example's size). Without dynamic axes the example itself is returned."""
+    symbols = axis_symbols(dynamic_axes, input_names)
+    if not symbols:
+        return tuple(example_inputs)
+    sizes: dict[str, int] = {}
+    if batch is not None:
+        sizes[symbols[0]] = batch
+    if seq is not None and len(symbols) > 1:
+        sizes[symbols[1]] = seq
+    return resize_inputs(example_inputs, input_names, dynamic_axes, sizes, seed=seed)

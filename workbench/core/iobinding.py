@@ -34,7 +34,7 @@ from workbench.core._binding_checks import (
     resolve_output_shapes,
     symbol_sizes,
 )
-from workbench.core._io import ModelLike
+from workbench.core._io import OnnxModel
 from workbench.core.binder import BoundTensor, IOBinder
 from workbench.core.session import SessionConfig, open_session
 from workbench.errors import ProviderError
@@ -73,9 +73,9 @@ def session_config_for(device: Device, config: SessionConfig | None = None, *,
     return config.replace(providers=providers, provider_options={**config.provider_options, CUDA_EP: cuda_options})
 
 
-def _open(model: ModelLike, config: SessionConfig, cuda_graph: bool) -> ort.InferenceSession:
+def _open(onnx_model: OnnxModel, config: SessionConfig, cuda_graph: bool) -> ort.InferenceSession:
     try:
-        return open_session(model, config)
+        return open_session(onnx_model, config)
     except Exception as exc:
         if cuda_graph and "graph capture" in str(exc).lower():
             raise ProviderError(
@@ -95,10 +95,10 @@ def _place(value: Array, device: Device) -> Array:
     return tensor.to(device.torch_device).contiguous()
 
 
-def bound_session(model: ModelLike, inputs: Inputs, *, device: str | torch.device = "cpu",
+def bound_session(onnx_model: OnnxModel, inputs: Inputs, *, device: str | torch.device = "cpu",
                   config: SessionConfig | None = None, cuda_graph: bool = False,
-                  preallocate: bool = True, graph_id: int = 0) -> IOBinder:
-    """Open a session for ``model`` and return an ``IOBinder`` with ``inputs`` bound.
+                  preallocate: bool = True, graph_id: int | None = None) -> IOBinder:
+    """Open a session for ``onnx_model`` and return an ``IOBinder`` with ``inputs`` bound.
 
     On CPU the inputs are bound where they are (no copy); on CUDA, inputs not already on the
     device are copied there once, into buffers the binder owns. ``preallocate`` allocates the
@@ -109,8 +109,8 @@ def bound_session(model: ModelLike, inputs: Inputs, *, device: str | torch.devic
         require_cuda(dev)
     elif cuda_graph:
         raise ProviderError(f"CUDA graphs need device='cuda:N', received device={str(dev)!r}. {INSTALL_GPU}")
-    session = _open(model, session_config_for(dev, config, cuda_graph=cuda_graph), cuda_graph)
-    binder = IOBinder(session, dev, graph_id=graph_id)
+    session = _open(onnx_model, session_config_for(dev, config, cuda_graph=cuda_graph), cuda_graph)
+    binder = IOBinder(session, dev, graph_id=graph_id or 0)
     if isinstance(inputs, Mapping):
         placed: Inputs = {name: _place(value, dev) for name, value in inputs.items()}
     elif isinstance(inputs, (tuple, list)):
@@ -125,12 +125,12 @@ def bound_session(model: ModelLike, inputs: Inputs, *, device: str | torch.devic
     return binder
 
 
-def cuda_graph_session(model: ModelLike, inputs: Inputs, *, device: str | torch.device = "cuda:0",
-                       config: SessionConfig | None = None, graph_id: int = 0) -> IOBinder:
+def cuda_graph_session(onnx_model: OnnxModel, inputs: Inputs, *, device: str | torch.device = "cuda:0",
+                       config: SessionConfig | None = None, graph_id: int | None = None) -> IOBinder:
     """A CUDA session with ``enable_cuda_graph='1'`` and fixed device buffers for ``inputs`` and outputs.
 
     The first ``run()`` captures the graph (ONNX Runtime warms up inside that call), later runs
     replay it. Feed new data with ``update_inputs(...)``, which copies into the same buffers;
     shapes cannot change. Raises ``ProviderError`` without CUDA.
     """
-    return bound_session(model, inputs, device=device, config=config, cuda_graph=True, graph_id=graph_id)
+    return bound_session(onnx_model, inputs, device=device, config=config, cuda_graph=True, graph_id=graph_id)

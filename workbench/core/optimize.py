@@ -5,8 +5,8 @@ the result reports the op-type histogram before and after, so what was fused awa
 added is visible. Writes are atomic: a temp file in the output directory, then ``os.replace``;
 a failure leaves no file at ``out``.
 
-The transformer optimizer lives in ``workbench.core.transformer`` and the shared file helpers in
-``workbench.core._files``; the names this module exported before the split are re-exported here.
+The transformer optimizer lives in ``workbench.core.transformer``, the shared file helpers in
+``workbench.core._files``.
 """
 
 from __future__ import annotations
@@ -18,33 +18,15 @@ from typing import Any, Sequence
 
 import onnx
 
-from workbench.core._files import (
-    HISTOGRAM_HEADERS,
-    OpCounts,
-    atomic_output,
-    external_files,
-    histogram_rows,
-    model_bytes,
-    op_histogram,
-    resolve_output,
-)
-from workbench.core._format import fmt_bytes, html_table
-from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.session import OPT_LEVELS, SessionConfig, open_session
-from workbench.core.transformer import TransformerOptimizeResult, transformer_model_types, transformer_optimize
+from workbench.core._files import HISTOGRAM_HEADERS, OpCounts, atomic_output, external_files, histogram_rows, \
+    model_bytes, resolve_output
+from workbench.core._format import esc, fmt_bytes, html_table
+from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
+from workbench.core.graph import op_histogram
+from workbench.core.session import OPT_LEVELS, OptLevel, SessionConfig, open_session
 from workbench.errors import InvalidInputError, WorkbenchError
 
-__all__ = [
-    "OpCounts",
-    "OptimizeResult",
-    "TransformerOptimizeResult",
-    "model_bytes",
-    "op_histogram",
-    "optimize",
-    "optimize_levels",
-    "transformer_model_types",
-    "transformer_optimize",
-]
+__all__ = ["OptimizeResult", "check_level", "optimize", "optimize_levels"]
 
 _NCHWC_DOMAIN = "com.microsoft.nchwc"
 _PROTOBUF_LIMIT = 2**31 - 2**20  # a serialized ModelProto must stay under 2 GiB
@@ -81,7 +63,7 @@ class OptimizeResult(OpCounts):
 
     @property
     def nchwc_ops(self) -> int:
-        return sum(n for op, n in self.after.items() if op.startswith(_NCHWC_DOMAIN + "."))
+        return sum(n for op, n in self.after.items() if op.startswith(_NCHWC_DOMAIN + "::"))
 
     def _title(self) -> str:
         return (f"OptimizeResult level={self.level!r}: {self.nodes_before} -> {self.nodes_after} nodes "
@@ -99,40 +81,39 @@ class OptimizeResult(OpCounts):
         return "\n".join(lines + [f"  {n}" for n in self._notes()])
 
     def _repr_html_(self) -> str:
-        import html
-
-        notes = "".join(f"<p><i>{html.escape(n)}</i></p>" for n in self._notes())
+        notes = "".join(f"<p><i>{esc(n)}</i></p>" for n in self._notes())
         table = html_table(HISTOGRAM_HEADERS, histogram_rows(self.before, self.after))
-        return f"<div><b>{html.escape(self._title())}</b>{notes}{table}</div>"
+        return f"<div><b>{esc(self._title())}</b>{notes}{table}</div>"
 
 
-def check_level(level: Any) -> str:
-    """Raise ``InvalidInputError`` unless ``level`` is one of ``OPT_LEVELS``."""
-    if not isinstance(level, str) or level not in OPT_LEVELS:
+def check_level(opt_level: Any) -> OptLevel:
+    """Raise ``InvalidInputError`` unless ``opt_level`` is one of ``OPT_LEVELS``."""
+    if not isinstance(opt_level, str) or opt_level not in OPT_LEVELS:
         raise InvalidInputError(
-            f"Unknown optimization level {level!r}. Use one of {list(OPT_LEVELS)} "
+            f"Unknown opt_level {opt_level!r}. Use one of {list(OPT_LEVELS)} "
             "('all' is ONNX Runtime's default; 'extended' is the highest portable level)."
         )
-    return level
+    return opt_level  # type: ignore[return-value]
 
 
 def optimize(
-    path: PathLike,
-    level: str = "all",
+    onnx_model: OnnxModel,
     out: PathLike | None = None,
     *,
-    providers: Sequence[str] = ("CPUExecutionProvider",),
+    opt_level: OptLevel = "all",
+    providers: Sequence[str] | None = None,
 ) -> OptimizeResult:
-    """Let ONNX Runtime optimize ``path`` at ``level`` and save the graph it would run to ``out``.
+    """Let ONNX Runtime optimize ``onnx_model`` (a path) at ``opt_level`` and save the graph it would run.
 
-    ``level`` is one of 'disable', 'basic', 'extended', 'all'. The graph is saved through
-    ``SessionOptions.optimized_model_filepath`` (default ``out``: ``<stem>.opt-<level>.onnx``
+    ``opt_level`` is one of 'disable', 'basic', 'extended', 'all'. The graph is saved through
+    ``SessionOptions.optimized_model_filepath`` to ``out`` (default ``<stem>.opt-<opt_level>.onnx``
     beside the input). Level 'all' may add NCHWc layout ops specific to this CPU: such a graph
     should only be run on the same kind of hardware (use 'extended' for a portable file).
     Optimizations depend on the providers too; the default is the CPU provider.
     """
-    check_level(level)
-    source = check_onnx_path(path)
+    level = check_level(opt_level)
+    providers = tuple(providers) if providers is not None else ("CPUExecutionProvider",)
+    source = check_onnx_path(onnx_model)
     model = load_model(source, load_external_data=False)
     target = resolve_output(source, out, f".opt-{level}.onnx")
     bytes_before = model_bytes(source, model)
@@ -160,11 +141,11 @@ def optimize(
 
 
 def optimize_levels(
-    path: PathLike, out_dir: PathLike | None = None, levels: Sequence[str] = tuple(OPT_LEVELS),
+    onnx_model: OnnxModel, work_dir: PathLike | None = None, *, opt_levels: Sequence[OptLevel] = OPT_LEVELS,
 ) -> dict[str, OptimizeResult]:
-    """``optimize`` at each level, saved as ``<stem>.opt-<level>.onnx`` in ``out_dir`` (default: beside the input)."""
-    source = check_onnx_path(path)
-    for level in levels:
+    """``optimize`` at each level, saved as ``<stem>.opt-<level>.onnx`` in ``work_dir`` (default: beside the input)."""
+    source = check_onnx_path(onnx_model)
+    for level in opt_levels:
         check_level(level)
-    folder = Path(out_dir) if out_dir is not None else source.parent
-    return {lv: optimize(source, lv, folder / f"{source.stem}.opt-{lv}.onnx") for lv in levels}
+    folder = Path(work_dir) if work_dir is not None else source.parent
+    return {lv: optimize(source, folder / f"{source.stem}.opt-{lv}.onnx", opt_level=lv) for lv in opt_levels}

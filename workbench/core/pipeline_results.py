@@ -3,11 +3,10 @@ latency of each) and ``Converted`` (an INT8/FP16 conversion with its gate, and i
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.core._format import fmt_bytes, fmt_num, fmt_time, html_table, text_table
+from workbench.core._format import esc, fmt_bytes, fmt_num, fmt_time, html_table, text_table
 from workbench.core.bench import Measurement
 from workbench.core.optimize import OptimizeResult
 from workbench.core.quantize import QuantizeResult
@@ -103,4 +102,4 @@ class Converted:
         return f"Converted({self.kind}: {self.summary()})"
 
     def _repr_html_(self) -> str:
-        return f"<div><p>{html.escape(self.summary())}</p>{self.result._repr_html_()}</div>"
+        return f"<div><p>{esc(self.summary())}</p>{self.result._repr_html_()}</div>"

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.core._format import html_table
-from workbench.core._io import ModelLike
-from workbench.core.compare import build_feed
+from workbench.core._io import OnnxModel
+from workbench.core.feeds import build_feed
 from workbench.core.session import SessionConfig, open_session
 
 
@@ -64,10 +64,11 @@ class Placement:
         return "<div><b>Placement</b>" + html_table(["provider", "nodes"], rows) + "</div>"
 
 
-def placement(model: ModelLike, config: SessionConfig | None, inputs: Any) -> Placement:
-    """Run ``model`` once with profiling on and read each node's provider from the profile."""
+def placement(onnx_model: OnnxModel, inputs: Any, *, config: SessionConfig | None = None) -> Placement:
+    """Run ``onnx_model`` (a path or ``ModelProto``) once on ``inputs`` with profiling on and read
+    each node's provider from the profile."""
     config = (config or SessionConfig()).replace(enable_profiling=True)
-    session = open_session(model, config)
+    session = open_session(onnx_model, config)
     feed = build_feed(session, inputs)
     session.run(None, feed)
     profile = session.end_profiling()

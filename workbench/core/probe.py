@@ -9,14 +9,18 @@ from typing import Any, Literal, Sequence
 import onnxruntime as ort
 from torch import nn
 
-from workbench.core._format import badge, fmt_num, html_table
-from workbench.core._io import ModelLike
-from workbench.core.compare import Tolerance, build_feed, compare_arrays, resolve_tolerance, run_torch
+from workbench.core._format import badge, esc, fmt_num, html_table
+from workbench.core._io import OnnxModel
+from workbench.core.compare import compare_arrays
+from workbench.core.feeds import build_feed, run_torch
 from workbench.core.inputs import (as_input_tuple, axis_symbols, check_inputs_fit, check_module,
                                    example_sizes, resize_inputs)
-from workbench.core.session import SessionConfig, open_session
+from workbench.core.session import SessionConfig, load_session
 from workbench.core.spec import ExportSpec
-from workbench.errors import InvalidInputError, SpecError
+from workbench.core.tolerance import Tolerance, resolve_tolerance
+from workbench.errors import InvalidInputError, SpecError, brief
+
+__all__ = ["ProbeCase", "ProbeReport", "declared_static", "probe_shapes", "probe_sizes"]
 
 Status = Literal["match", "mismatch", "ort_failed", "torch_failed"]
 
@@ -85,7 +89,7 @@ class ProbeReport:
     def _repr_html_(self) -> str:
         rows = [[c.label, str(c.input_shapes), c.status, fmt_num(c.max_abs) if c.max_abs is not None else "",
                  c.message[:200]] for c in self.cases]
-        return (f"<div><b>Shape probes</b> {badge(self.ok)} over {self.symbols} at {self.tolerance}"
+        return (f"<div><b>Shape probes</b> {badge(self.ok)} over {esc(self.symbols)} at {esc(self.tolerance)}"
                 + html_table(["sizes", "input shapes", "status", "max abs", "message"], rows) + "</div>")
 
 
@@ -123,10 +127,10 @@ def declared_static(session: ort.InferenceSession, spec: ExportSpec) -> dict[str
 
 def probe_shapes(
     model: nn.Module,
-    onnx_model: ModelLike | ort.InferenceSession,
-    spec: ExportSpec,
+    onnx_model: OnnxModel,
     example_inputs: Any,
     *,
+    spec: ExportSpec,
     tolerance: Tolerance = "fp32",
     config: SessionConfig | None = None,
     sizes: Sequence[dict[str, int]] | None = None,
@@ -150,7 +154,7 @@ def probe_shapes(
             f"The spec declares no dynamic input axes (dynamic_axes={spec.dynamic_axes}), so there is nothing "
             "to probe. Add e.g. dynamic_axes={'input_ids': {0: 'batch'}} and export again."
         )
-    session = onnx_model if isinstance(onnx_model, ort.InferenceSession) else open_session(onnx_model, config)
+    session = onnx_model if isinstance(onnx_model, ort.InferenceSession) else load_session(onnx_model, config)
     output_names = [o.name for o in session.get_outputs()]
     ex_sizes = example_sizes(example, spec.input_names, spec.dynamic_axes)
     cases: list[ProbeCase] = []
@@ -166,15 +170,10 @@ def probe_shapes(
         try:
             actual = session.run(None, build_feed(session, inputs))
         except Exception as exc:
-            cases.append(ProbeCase(case_sizes, shapes, "ort_failed", message=_short(exc)))
+            cases.append(ProbeCase(case_sizes, shapes, "ort_failed", message=brief(exc, 400)))
             continue
-        comparison = compare_arrays(expected, actual, tolerance, names=output_names)
+        comparison = compare_arrays(expected, actual, tolerance=tolerance, names=output_names)
         status: Status = "match" if comparison.ok else "mismatch"
         message = "" if comparison.ok else "; ".join(o.describe() for o in comparison.failures[:2])
         cases.append(ProbeCase(case_sizes, shapes, status, comparison.max_abs, comparison.max_rel, message))
     return ProbeReport(cases, symbols, ex_sizes, declared_static(session, spec), tol_name)
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:400]}"

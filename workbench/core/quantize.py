@@ -19,41 +19,17 @@ from typing import Any, Mapping, Sequence
 
 import onnx
 
-from workbench.core._files import (
-    HISTOGRAM_HEADERS,
-    OpCounts,
-    atomic_output,
-    histogram_rows,
-    model_bytes,
-    op_histogram,
-    resolve_output,
-    save_model,
-)
-from workbench.core._format import badge, fmt_bytes, fmt_num, html_table
-from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.compare import Comparison, Tolerance, resolve_tolerance
-from workbench.core.gate import (  # the gate's names are re-exported: they lived here before the split
-    GateReference,
-    accuracy_gate,
-    generate_inputs,
-    reference_run,
-    run_gate,
-    short_error,
-)
-from workbench.errors import InvalidInputError, WorkbenchError
+from workbench.core._files import HISTOGRAM_HEADERS, OpCounts, atomic_output, histogram_rows, model_bytes, \
+    resolve_output, save_model
+from workbench.core._format import badge, esc, fmt_bytes, fmt_num, html_table
+from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
+from workbench.core.compare import Comparison
+from workbench.core.gate import GateReference, reference_run, run_gate
+from workbench.core.graph import op_histogram
+from workbench.core.tolerance import Tolerance, resolve_tolerance
+from workbench.errors import InvalidInputError, WorkbenchError, brief
 
-__all__ = [
-    "GateReference",
-    "QuantizeResult",
-    "accuracy_gate",
-    "generate_inputs",
-    "quantize_dynamic",
-    "reference_run",
-    "resolve_reduce_range",
-    "run_gate",
-    "to_fp16",
-    "untie_gemm_weights",
-]
+__all__ = ["QuantizeResult", "quantize_dynamic", "resolve_reduce_range", "to_fp16", "untie_gemm_weights"]
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
 
@@ -120,14 +96,12 @@ class QuantizeResult(OpCounts):
         return "\n  ".join(lines)
 
     def _repr_html_(self) -> str:
-        import html
-
         ok = None if self.gate is None else self.ok
         head, *rest = self._lines()
-        body = "".join(f"<li>{html.escape(line)}</li>" for line in rest)
+        body = "".join(f"<li>{esc(line)}</li>" for line in rest)
         ops = html_table(HISTOGRAM_HEADERS, histogram_rows(self.before, self.after), caption="op counts")
         gate = self.gate._repr_html_() if self.gate is not None else ""
-        return f"<div>{badge(ok)} <b>{html.escape(head)}</b><ul>{body}</ul>{gate}{ops}</div>"
+        return f"<div>{badge(ok)} <b>{esc(head)}</b><ul>{body}</ul>{gate}{ops}</div>"
 
 
 # ---------------------------------------------------------------- conversions
@@ -140,7 +114,7 @@ def _initializer_types(model: onnx.ModelProto) -> Counter[str]:
 def _result(kind: str, source: Path, target: Path, before: Counter[str], reference: GateReference,
             tolerance: Tolerance, settings: dict[str, Any], notes: list[str]) -> QuantizeResult:
     saved = load_model(target, load_external_data=False)
-    gate, error = run_gate(reference, target, tolerance)
+    gate, error = run_gate(reference, target, tolerance=tolerance)
     return QuantizeResult(
         kind=kind, source=source, path=target, bytes_before=model_bytes(source),
         bytes_after=model_bytes(target, saved), before=before, after=op_histogram(saved),
@@ -179,7 +153,7 @@ def _where(exc: BaseException) -> str:
     """``Type: message`` plus the innermost frame, for errors such as a bare ``AssertionError``."""
     frames = traceback.extract_tb(exc.__traceback__)
     at = f" in {frames[-1].name} ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}{at}: {short_error(exc, 200) or 'no message'}"
+    return f"{type(exc).__name__}{at}: {brief(str(exc), 200) or 'no message'}"
 
 
 def _preprocess(source: Path, folder: Path, notes: list[str]) -> tuple[Path, str]:
@@ -254,7 +228,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 def quantize_dynamic(
-    path: PathLike,
+    onnx_model: OnnxModel,
     out: PathLike | None = None,
     *,
     inputs: Any = None,
@@ -280,7 +254,7 @@ def quantize_dynamic(
     """
     weight_type = _check_choice("weight_type", weight_type, WEIGHT_TYPES)
     resolve_tolerance(tolerance)
-    source = check_onnx_path(path)
+    source = check_onnx_path(onnx_model)
     model = load_model(source, load_external_data=False)
     target = resolve_output(source, out, ".int8.onnx")
     reference = reference_run(source, inputs, dim_sizes=dim_sizes, seed=seed)
@@ -304,7 +278,7 @@ def quantize_dynamic(
             except Exception as exc:
                 raise WorkbenchError(
                     f"onnxruntime.quantization.quantize_dynamic failed on '{source}': {type(exc).__name__}: "
-                    f"{short_error(exc)}. Try {'preprocess=False, ' if preprocess else 'preprocess=True, '}"
+                    f"{brief(str(exc), 500)}. Try {'preprocess=False, ' if preprocess else 'preprocess=True, '}"
                     "op_types=['MatMul'], or exclude the failing node with nodes_to_exclude=[...]."
                 ) from exc
     settings = {"weight_type": weight_type, "per_channel": per_channel, "reduce_range": reduce, "preprocess": pre}
@@ -314,7 +288,7 @@ def quantize_dynamic(
 
 
 def to_fp16(
-    path: PathLike,
+    onnx_model: OnnxModel,
     out: PathLike | None = None,
     *,
     inputs: Any = None,
@@ -338,7 +312,7 @@ def to_fp16(
         raise InvalidInputError(f"keep_io_types must be True or False, received {keep_io_types!r}.")
     if op_block_list is not None and (isinstance(op_block_list, str) or not all(isinstance(o, str) for o in op_block_list)):
         raise InvalidInputError(f"op_block_list must be a list of op types such as ['Softmax'], received {op_block_list!r}.")
-    source = check_onnx_path(path)
+    source = check_onnx_path(onnx_model)
     model = load_model(source)
     before = op_histogram(model)
     target = resolve_output(source, out, ".fp16.onnx")

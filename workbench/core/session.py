@@ -1,4 +1,8 @@
-"""Session configuration, provider checks and ``InferenceSession`` creation."""
+"""Session configuration, provider checks and ``InferenceSession`` creation.
+
+``open_session`` builds a new session every call; ``load_session`` is the memoized, thread-safe
+loader (see ``workbench.core.loader``) that compare, the live diff and the widgets share.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,19 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import onnxruntime as ort
 
-from workbench.core._io import ModelLike, check_onnx_path, load_model
+from workbench.core._checks import is_int
+from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
 from workbench.errors import InvalidInputError, ModelFileError, ProviderError
 
 OptLevel = Literal["disable", "basic", "extended", "all"]
 
-OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+#: ONNX Runtime's graph optimization levels by name, lowest first.
+OPT_LEVELS: tuple[OptLevel, ...] = ("disable", "basic", "extended", "all")
+_ORT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -71,7 +77,7 @@ class SessionConfig:
             )
         for name in ("intra_op_threads", "inter_op_threads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if not is_int(value, 0):
                 raise InvalidInputError(
                     f"{name} must be an int >= 0 (0 lets ONNX Runtime choose), received {value!r}."
                 )
@@ -141,7 +147,7 @@ def check_providers(providers: Sequence[str]) -> list[str]:
 def session_options(config: SessionConfig) -> ort.SessionOptions:
     """``onnxruntime.SessionOptions`` for a ``SessionConfig``."""
     so = ort.SessionOptions()
-    so.graph_optimization_level = OPT_LEVELS[config.opt_level]
+    so.graph_optimization_level = _ORT_LEVELS[config.opt_level]
     so.intra_op_num_threads = config.intra_op_threads
     so.inter_op_num_threads = config.inter_op_threads
     so.execution_mode = EXECUTION_MODES[config.execution_mode]
@@ -159,18 +165,26 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     return so
 
 
-def open_session(model: ModelLike, config: SessionConfig | None = None) -> ort.InferenceSession:
-    """Build an ``InferenceSession`` for ``model`` (a path or a ``ModelProto``) with ``config``.
-
-    Providers are checked first (see ``check_providers``); a corrupt or missing file raises
-    ``ModelFileError`` instead of ONNX Runtime's bare message.
-    """
+def check_config(config: Any) -> SessionConfig:
+    """``config`` (None: the default ``SessionConfig()``), checked."""
     config = config or SessionConfig()
     if not isinstance(config, SessionConfig):
         raise InvalidInputError(
             f"config must be a wb.SessionConfig, received {type(config).__name__}. "
             "Build one with wb.SessionConfig(providers=[...], opt_level='all')."
         )
+    return config
+
+
+def open_session(onnx_model: OnnxModel, config: SessionConfig | None = None) -> ort.InferenceSession:
+    """Build a new ``InferenceSession`` for ``onnx_model`` (a path or a ``ModelProto``) with ``config``.
+
+    A session is returned as it is. Providers are checked first (see ``check_providers``); a
+    corrupt or missing file raises ``ModelFileError`` instead of ONNX Runtime's bare message.
+    """
+    if isinstance(onnx_model, ort.InferenceSession):
+        return onnx_model
+    config = check_config(config)
     providers = check_providers(config.providers)
     provider_args = [(p, dict(config.provider_options.get(p, {}))) for p in providers]
     for name in config.provider_options:
@@ -180,10 +194,7 @@ def open_session(model: ModelLike, config: SessionConfig | None = None) -> ort.I
                 "Use the exact provider name, e.g. 'CUDAExecutionProvider'."
             )
     so = session_options(config)
-    if isinstance(model, (str, Path)) or hasattr(model, "__fspath__"):
-        source: Any = str(check_onnx_path(model))
-    else:
-        source = load_model(model).SerializeToString()
+    source: Any = str(check_onnx_path(onnx_model)) if is_path(onnx_model) else load_model(onnx_model).SerializeToString()
     try:
         return ort.InferenceSession(
             source,
@@ -205,3 +216,15 @@ def open_session(model: ModelLike, config: SessionConfig | None = None) -> ort.I
 def session_providers(session: ort.InferenceSession) -> list[str]:
     """The providers a session actually uses."""
     return list(session.get_providers())
+
+
+def load_session(onnx_model: OnnxModel, config: SessionConfig | None = None) -> ort.InferenceSession:
+    """A shared, memoized ``InferenceSession`` for ``onnx_model`` with ``config`` (thread-safe).
+
+    The same file (same resolved path, modification time and size) with the same config gives
+    the same session; a rewritten file gives a new one. Do not change the returned session's
+    state; use ``open_session`` for a private one. A session is returned as it is.
+    """
+    from workbench.core.loader import SESSIONS
+
+    return SESSIONS.get(onnx_model, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
+from workbench.core._checks import is_int
 from workbench.errors import SpecError
 
 Exporter = Literal["dynamo", "torchscript"]
@@ -33,7 +34,7 @@ def _normalize_axes(dynamic_axes: Any) -> dict[str, dict[int, str]]:
             )
         dims: dict[int, str] = {}
         for dim, label in items:
-            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            if not is_int(dim, 0):
                 raise SpecError(
                     f"dynamic_axes[{name!r}] has dimension {dim!r}; dimensions are ints >= 0 "
                     "(0 is the batch dimension)."

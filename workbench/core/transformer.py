@@ -13,23 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.core._files import (
-    HISTOGRAM_HEADERS,
-    OpCounts,
-    atomic_output,
-    histogram_rows,
-    model_bytes,
-    op_histogram,
-    resolve_output,
-)
-from workbench.core._format import html_table
-from workbench.core._io import PathLike, check_onnx_path, load_model
-from workbench.core.session import ProviderFallbackWarning
+from workbench.core._checks import is_int
+from workbench.core._files import HISTOGRAM_HEADERS, OpCounts, atomic_output, histogram_rows, model_bytes, \
+    resolve_output
+from workbench.core._format import esc, html_table
+from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
+from workbench.core.graph import op_histogram
+from workbench.core.session import OPT_LEVELS, OptLevel, ProviderFallbackWarning
 from workbench.errors import InvalidInputError, WorkbenchError
 
 __all__ = ["TransformerOptimizeResult", "transformer_model_types", "transformer_optimize"]
 
-_TRANSFORMER_OPT_LEVELS = (0, 1, 2, 99)
+#: The level names as the numbers ``onnxruntime.transformers.optimizer`` takes.
+_ORT_NUMBERS: dict[str, int] = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 
 
 @dataclass
@@ -46,7 +42,7 @@ class TransformerOptimizeResult(OpCounts):
     model_type: str
     num_heads: int
     hidden_size: int
-    opt_level: int | None
+    opt_level: OptLevel | None
     use_gpu: bool
     fused: dict[str, int]
     before: Counter[str]
@@ -72,12 +68,10 @@ class TransformerOptimizeResult(OpCounts):
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
     def _repr_html_(self) -> str:
-        import html
-
-        notes = "".join(f"<p><i>{html.escape(n)}</i></p>" for n in self.notes)
+        notes = "".join(f"<p><i>{esc(n)}</i></p>" for n in self.notes)
         fused = html_table(["fused op", "count"], [[k, v] for k, v in self.fused.items()])
         table = html_table(HISTOGRAM_HEADERS, histogram_rows(self.before, self.after))
-        return f"<div><b>{html.escape(self._title())}</b>{notes}{fused}{table}</div>"
+        return f"<div><b>{esc(self._title())}</b>{notes}{fused}{table}</div>"
 
 
 def transformer_model_types() -> list[str]:
@@ -95,12 +89,12 @@ def _check_transformer_args(model_type: Any, num_heads: Any, hidden_size: Any, o
             "('bert' fits BERT-style encoders exported from PyTorch)."
         )
     for name, value in (("num_heads", num_heads), ("hidden_size", hidden_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not is_int(value, 0):
             raise InvalidInputError(f"{name} must be an int >= 0 (0 detects it from the graph), received {value!r}.")
-    if opt_level is not None and opt_level not in _TRANSFORMER_OPT_LEVELS:
+    if opt_level is not None and opt_level not in OPT_LEVELS:
         raise InvalidInputError(
-            f"opt_level must be None (the model type's default) or one of {list(_TRANSFORMER_OPT_LEVELS)}, "
-            f"received {opt_level!r}. These are ONNX Runtime's levels run before the Python fusions."
+            f"opt_level must be None (the model type's default) or one of {list(OPT_LEVELS)}, "
+            f"received {opt_level!r}. It is ONNX Runtime's level run before the Python fusions."
         )
 
 
@@ -118,25 +112,26 @@ def _transformer_notes(model_type: str, fused: dict[str, int], use_gpu: bool, gp
 
 
 def transformer_optimize(
-    path: PathLike,
+    onnx_model: OnnxModel,
+    out: PathLike | None = None,
+    *,
     model_type: str = "bert",
     num_heads: int = 0,
     hidden_size: int = 0,
-    out: PathLike | None = None,
-    opt_level: int | None = None,
+    opt_level: OptLevel | None = None,
     use_gpu: bool = False,
-    *,
     only_onnxruntime: bool = False,
 ) -> TransformerOptimizeResult:
     """Fuse attention, LayerNorm, GELU and embeddings with ``onnxruntime.transformers.optimizer``.
 
     ``model_type`` must be one of ``transformer_model_types()``; ``num_heads``/``hidden_size`` of 0
-    let the optimizer detect them. ``opt_level`` (None, 0, 1, 2, 99) is the ONNX Runtime pass run
-    before the Python fusions; above 1 the result is specific to CPU or GPU (``use_gpu``). The
-    model is saved to ``out`` (default ``<stem>.<model_type>-opt.onnx``) as one file.
+    let the optimizer detect them. ``opt_level`` ('disable', 'basic', 'extended', 'all'; None: the
+    model type's default, 'basic' for BERT) is the ONNX Runtime pass run before the Python fusions;
+    above 'basic' the result is specific to CPU or GPU (``use_gpu``). The model (a path) is saved
+    to ``out`` (default ``<stem>.<model_type>-opt.onnx``) as one file.
     """
     _check_transformer_args(model_type, num_heads, hidden_size, opt_level)
-    source = check_onnx_path(path)
+    source = check_onnx_path(onnx_model)
     model = load_model(source, load_external_data=False)
     target = resolve_output(source, out, f".{model_type}-opt.onnx")
     bytes_before = model_bytes(source, model)
@@ -151,13 +146,14 @@ def transformer_optimize(
                       stacklevel=2)
     try:
         optimized = optimize_model(str(source), model_type=model_type, num_heads=num_heads,
-                                   hidden_size=hidden_size, opt_level=opt_level, use_gpu=use_gpu,
+                                   hidden_size=hidden_size, use_gpu=use_gpu,
+                                   opt_level=_ORT_NUMBERS[opt_level] if opt_level is not None else None,
                                    only_onnxruntime=only_onnxruntime)
     except Exception as exc:
         raise WorkbenchError(
             f"onnxruntime.transformers.optimizer failed on '{source}' (model_type={model_type!r}): "
-            f"{type(exc).__name__}: {exc}. Try opt_level=0 (Python fusions only), give num_heads and "
-            "hidden_size explicitly, or use wb.optimize(path, 'extended') instead."
+            f"{type(exc).__name__}: {exc}. Try opt_level='disable' (Python fusions only), give num_heads and "
+            "hidden_size explicitly, or use wb.optimize(onnx_model, opt_level='extended') instead."
         ) from exc
     fused = dict(getattr(optimized, "get_fused_operator_statistics", dict)() or {})
     fully = getattr(optimized, "is_fully_optimized", None)

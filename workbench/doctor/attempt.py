@@ -1,18 +1,21 @@
-"""One full check of a model under one ``Setting``: export, checker, session, comparisons, probes.
+"""One full check of a model case under one ``Setting``: the stages export, summarize (the ONNX
+checker), session, compare, values (inputs with other values) and probe (other sizes of the
+dynamic axes), run by core's stage machinery (``workbench.core.stages``).
 
 The diagnosis runs it once with what the user gave; every retry runs it again with one change.
-Every stage's failure is captured as data; ``run_attempt`` never raises for the model's problems.
+Each stage's failure is captured as data in its ``StageResult``; ``run_attempt`` never raises for
+the model's problems.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
-import re
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,29 +23,51 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from workbench.core.compare import Comparison, Tolerance, compare, resolve_tolerance
+from workbench.core.case import ModelCase
+from workbench.core.compare import Comparison, compare
 from workbench.core.export import ExportResult, export
 from workbench.core.graph import ModelSummary
 from workbench.core.inputs import axis_symbols
 from workbench.core.probe import ProbeReport, probe_shapes
 from workbench.core.session import ProviderFallbackWarning, SessionConfig, open_session
 from workbench.core.spec import ExportSpec
+from workbench.core.stages import Outcome, Stage, StageResult, run_stages
+from workbench.core.tolerance import Tolerance, resolve_tolerance
 
-STAGE_ORDER: tuple[str, ...] = ("export", "checker", "session", "compare", "values", "probes")
+__all__ = ["STAGES", "STAGE_NAMES", "Attempt", "Setting", "eval_mode", "fastpath", "other_values", "run_attempt"]
+
+_SETTING_FIELDS = ("eval_mode", "fastpath")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """What one attempt runs with: the spec (None: export's defaults), session config, tolerance,
-    example inputs, whether the model is put in eval mode, and whether PyTorch's transformer fast
-    path (``torch.backends.mha``) stays enabled."""
+    """What one attempt runs: the model case (model, example inputs, spec, config, tolerance),
+    whether the model is put in eval mode, and whether PyTorch's transformer fast path
+    (``torch.backends.mha``) stays enabled."""
 
-    spec: ExportSpec | None
-    config: SessionConfig
-    tolerance: Tolerance
-    inputs: tuple[torch.Tensor, ...] = field(compare=False, repr=False)
+    case: ModelCase
     eval_mode: bool = False
     fastpath: bool = True
+
+    @property
+    def model(self) -> nn.Module:
+        return self.case.model
+
+    @property
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        return self.case.example_inputs
+
+    @property
+    def spec(self) -> ExportSpec | None:
+        return self.case.spec
+
+    @property
+    def config(self) -> SessionConfig:
+        return self.case.config or SessionConfig()
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return self.case.tolerance
 
     @property
     def tolerance_name(self) -> str:
@@ -53,7 +78,11 @@ class Setting:
         return self.spec.exporter if self.spec else "dynamo"
 
     def replace(self, **changes: Any) -> Setting:
-        return replace(self, **changes)
+        """A copy with ``eval_mode`` / ``fastpath`` and any ``ModelCase`` field (``spec``, ``config``,
+        ``tolerance``, ``example_inputs``) changed."""
+        own = {k: changes.pop(k) for k in _SETTING_FIELDS if k in changes}
+        case = dataclasses.replace(self.case, **changes) if changes else self.case
+        return dataclasses.replace(self, case=case, **own)
 
     def key(self) -> str:
         """A short stable key: equal settings (same input tensors) give equal keys."""
@@ -61,100 +90,168 @@ class Setting:
             "spec": self.spec.to_dict() if self.spec else None,
             "config": repr(self.config), "tolerance": self.tolerance_name, "eval": self.eval_mode,
             "fastpath": self.fastpath,
-            "inputs": [(tuple(t.shape), str(t.dtype), str(t.device), id(t)) for t in self.inputs],
+            "inputs": [(tuple(t.shape), str(t.dtype), str(t.device), id(t)) for t in self.example_inputs],
         }
         return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 @dataclass
-class Attempt:
-    """The results of one attempt. ``stages`` is tri-state per stage (None: not run)."""
+class Run:
+    """What the attempt's stages see: the setting, where files go, and the results so far."""
 
     setting: Setting
-    stages: dict[str, bool | None] = field(default_factory=lambda: dict.fromkeys(STAGE_ORDER))
-    export: ExportResult | None = None
-    export_error: BaseException | None = None
-    summary: ModelSummary | None = None
-    session: ort.InferenceSession | None = field(default=None, repr=False)
-    session_error: BaseException | None = None
-    session_warnings: list[str] = field(default_factory=list)
-    providers: list[str] = field(default_factory=list)
-    comparison: Comparison | None = None
-    compare_error: BaseException | None = None
+    work_dir: Path
+    value_samples: int = 3
+    results: dict[str, StageResult] = field(default_factory=dict)
+    samples: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+
+    def result(self, name: str) -> Any:
+        found = self.results.get(name)
+        return found.result if found is not None else None
+
+
+def _export(run: Run) -> Outcome:
+    s = run.setting
+    out = run.work_dir / f"{type(s.model).__name__.lower()}-{s.exporter}-{s.key()}.onnx"
+    result = export(s.model, s.example_inputs, out, spec=s.spec)
+    return Outcome(True, result, f"{result.exporter} opset {result.opset} -> {result.out.name}")
+
+
+def _summarize(run: Run) -> Outcome:
+    summary: ModelSummary = run.result("export").summary
+    ok = bool(summary.checker_ok)
+    return Outcome(ok, summary, "checker ok" if ok else summary.checker_message)
+
+
+def _session(run: Run) -> Outcome:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = open_session(run.result("export").out, run.setting.config)
+    fallback = [str(w.message) for w in caught if issubclass(w.category, ProviderFallbackWarning)]
+    return Outcome(not fallback, session, "; ".join(fallback) or f"on {', '.join(session.get_providers())}")
+
+
+def _compared(comparison: Comparison) -> Outcome:
+    if comparison.ok:
+        return Outcome(True, comparison, f"match at {comparison.tolerance}")
+    return Outcome(False, comparison, comparison.failures[0].describe())
+
+
+def _compare(run: Run) -> Outcome:
+    s = run.setting
+    return _compared(compare(s.model, run.result("session"), s.example_inputs, tolerance=s.tolerance))
+
+
+def _values(run: Run) -> Outcome:
+    if not run.value_samples:
+        return Outcome(None, None, "not asked for")
+    s = run.setting
+    run.samples = other_values(s.example_inputs, run.value_samples)
+    return _compared(compare(s.model, run.result("session"), run.samples, tolerance=s.tolerance))
+
+
+def _probe(run: Run) -> Outcome:
+    spec: ExportSpec = run.result("export").spec
+    if not axis_symbols(spec.dynamic_axes, spec.input_names):
+        return Outcome(None, None, "not applicable: no dynamic input axes")
+    s = run.setting
+    report = probe_shapes(s.model, run.result("session"), s.example_inputs, spec=spec, tolerance=s.tolerance)
+    if report.ok:
+        return Outcome(True, report, f"{len(report.cases)} shape probes")
+    case = report.failures[0]
+    return Outcome(False, report, f"at {case.label}: {case.status} {case.message[:200]}")
+
+
+#: The attempt's stages, in order.
+STAGES: tuple[Stage, ...] = (
+    Stage("export", "export to ONNX", _export, needs=()),
+    Stage("summarize", "read the graph, run the ONNX checker", _summarize),
+    Stage("session", "build an ONNX Runtime session", _session),
+    Stage("compare", "compare with PyTorch on the example", _compare, needs=("session",)),
+    Stage("values", "compare on inputs with other values", _values, needs=("compare",)),
+    Stage("probe", "probe other sizes of the dynamic axes", _probe, needs=("session",)),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+
+
+@dataclass
+class Attempt:
+    """The results of one attempt: a ``StageResult`` per stage that was reached (see ``stages``)."""
+
+    setting: Setting
+    results: dict[str, StageResult] = field(default_factory=dict)
     value_samples: list[tuple[torch.Tensor, ...]] = field(default_factory=list, repr=False)
-    value_comparison: Comparison | None = None
-    probes: ProbeReport | None = None
-    probe_error: BaseException | None = None
     duration_s: float = 0.0
 
     @property
+    def stages(self) -> dict[str, bool | None]:
+        """Stage name -> True (passed), False (failed) or None (not run)."""
+        return {name: (self.results[name].status if name in self.results else None) for name in STAGE_NAMES}
+
+    def result(self, name: str) -> Any:
+        found = self.results.get(name)
+        return found.result if found is not None else None
+
+    def error(self, name: str) -> BaseException | None:
+        """The exception the stage ``name`` raised (None when it returned or did not run)."""
+        found = self.results.get(name)
+        return found.error if found is not None else None
+
+    @property
+    def export(self) -> ExportResult | None:
+        return self.result("export")
+
+    @property
+    def summary(self) -> ModelSummary | None:
+        return self.result("summarize")
+
+    @property
+    def session(self) -> ort.InferenceSession | None:
+        return self.result("session")
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers()) if self.session is not None else []
+
+    @property
+    def comparison(self) -> Comparison | None:
+        return self.result("compare")
+
+    @property
+    def value_comparison(self) -> Comparison | None:
+        return self.result("values")
+
+    @property
+    def probe(self) -> ProbeReport | None:
+        return self.result("probe")
+
+    @property
     def ok(self) -> bool:
-        return self.stages["export"] is True and all(v is not False for v in self.stages.values())
+        stages = self.stages
+        return stages["export"] is True and all(v is not False for v in stages.values())
 
     @property
     def spec(self) -> ExportSpec | None:
         return self.export.spec if self.export else self.setting.spec
 
     @property
-    def path(self) -> Path | None:
-        return self.export.path if self.export else None
+    def out(self) -> Path | None:
+        """The exported ONNX file (None when the export failed)."""
+        return self.export.out if self.export else None
 
     @property
     def failed_stage(self) -> str | None:
-        return next((s for s in STAGE_ORDER if self.stages[s] is False), None)
+        return next((name for name, status in self.stages.items() if status is False), None)
 
     def failure(self) -> str:
         """One line: where it failed and why; or what passed."""
         stage = self.failed_stage
         if stage is None:
-            ran = [s for s in STAGE_ORDER if self.stages[s]]
-            extra = f", {len(self.probes.cases)} shape probes" if self.probes else ""
+            ran = [name for name, status in self.stages.items() if status]
+            extra = f", {len(self.probe.cases)} shape probes" if self.probe else ""
             return f"{', '.join(ran)} pass{extra}"
-        detail = {
-            "export": lambda: signature(self.export_error),
-            "checker": lambda: self.summary.checker_message if self.summary else "",
-            "session": lambda: signature(self.session_error) if self.session_error else "; ".join(self.session_warnings),
-            "compare": lambda: signature(self.compare_error) if self.compare_error else _first_failure(self.comparison),
-            "values": lambda: _first_failure(self.value_comparison),
-            "probes": lambda: signature(self.probe_error) if self.probe_error else _first_probe(self.probes),
-        }[stage]()
-        return f"{stage} fails: {detail}"[:400]
-
-
-def signature(exc: BaseException | None) -> str:
-    """``Type: first meaningful line`` of an exception and its causes (the innermost cause first)."""
-    if exc is None:
-        return ""
-    chain = []
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = getattr(exc, "exception", None) or exc.__cause__
-    inner = chain[-1]
-    return f"{type(inner).__name__}: {first_line(str(inner))}"
-
-
-def first_line(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Failed to export", "Failed to convert")):
-            return line[:300]
-    return text.strip()[:300]
-
-
-def _first_failure(comparison: Comparison | None) -> str:
-    if comparison is None or not comparison.failures:
-        return ""
-    return comparison.failures[0].describe()
-
-
-def _first_probe(report: ProbeReport | None) -> str:
-    if report is None or not report.failures:
-        return ""
-    case = report.failures[0]
-    return f"at {case.label}: {case.status} {case.message[:200]}"
+        result = self.results[stage]
+        return f"{stage} fails: {result.exception or result.summary}"[:400]
 
 
 @contextlib.contextmanager
@@ -183,100 +280,44 @@ def eval_mode(model: nn.Module, enabled: bool) -> Iterator[None]:
             module.training = flag
 
 
+def _other_value(t: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    if t.is_meta or t.dtype == torch.bool or t.numel() == 0:
+        return t
+    if t.dtype.is_floating_point:
+        base = t.detach().float()
+        if k == 0:
+            return (-base).to(t.dtype)
+        std = float(base.std()) if base.numel() > 1 else 1.0
+        noise = torch.randn(tuple(t.shape), generator=gen) * (std or 1.0) + float(base.mean())
+        return noise.to(dtype=t.dtype, device=t.device)
+    lo, hi = int(t.min()), int(t.max())
+    if lo == hi:
+        return t
+    return torch.randint(lo, hi + 1, tuple(t.shape), generator=gen, dtype=t.dtype).to(t.device)
+
+
 def other_values(example: tuple[torch.Tensor, ...], n: int = 3, *, seed: int = 7) -> list[tuple[torch.Tensor, ...]]:
     """Inputs of the example's shapes with other values: the negated example, then random draws
     with the example's mean and spread (ints stay in the example's range, bool masks are kept)."""
-    samples: list[tuple[torch.Tensor, ...]] = []
+    samples = []
     for k in range(n):
         gen = torch.Generator().manual_seed(seed + k)
-        sample = []
-        for t in example:
-            if t.is_meta or t.dtype == torch.bool or t.numel() == 0:
-                sample.append(t)
-            elif t.dtype.is_floating_point:
-                base = t.detach().float()
-                if k == 0:
-                    sample.append((-base).to(t.dtype))
-                    continue
-                std = float(base.std()) if base.numel() > 1 else 1.0
-                mean = float(base.mean())
-                noise = torch.randn(tuple(t.shape), generator=gen) * (std or 1.0) + mean
-                sample.append(noise.to(dtype=t.dtype, device=t.device))
-            else:
-                lo, hi = int(t.min()), int(t.max())
-                if lo == hi:
-                    sample.append(t)
-                else:
-                    sample.append(torch.randint(lo, hi + 1, tuple(t.shape), generator=gen, dtype=t.dtype).to(t.device))
-        samples.append(tuple(sample))
+        samples.append(tuple(_other_value(t, k, gen) for t in example))
     return samples
 
 
-def has_dynamic_inputs(spec: ExportSpec | None) -> bool:
-    return bool(spec) and bool(axis_symbols(spec.dynamic_axes, spec.input_names))
-
-
-def run_attempt(model: nn.Module, setting: Setting, workdir: Path, *, value_samples: int = 3) -> Attempt:
-    """Export, check, open, compare (example and other values) and probe under ``setting``."""
+def run_attempt(setting: Setting, work_dir: Path, *, value_samples: int = 3) -> Attempt:
+    """Run the attempt's ``STAGES`` under ``setting``; files go to ``work_dir``."""
     start = time.perf_counter()
+    run = Run(setting, work_dir, value_samples)
     attempt = Attempt(setting)
     try:
         keep_fastpath = setting.fastpath and torch.backends.mha.get_fastpath_enabled()
-        with eval_mode(model, setting.eval_mode), fastpath(keep_fastpath), warnings.catch_warnings():
+        with eval_mode(setting.model, setting.eval_mode), fastpath(keep_fastpath), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            _run(model, setting, workdir, attempt, value_samples)
+            run_stages(STAGES, run)
     finally:
+        attempt.results = run.results
+        attempt.value_samples = run.samples
         attempt.duration_s = time.perf_counter() - start
     return attempt
-
-
-def _run(model: nn.Module, setting: Setting, workdir: Path, attempt: Attempt, value_samples: int) -> None:
-    stages = attempt.stages
-    path = workdir / f"{type(model).__name__.lower()}-{setting.exporter}-{setting.key()}.onnx"
-    try:
-        attempt.export = export(model, setting.inputs, path, setting.spec)
-        stages["export"] = True
-    except Exception as exc:
-        attempt.export_error = exc
-        stages["export"] = False
-        return
-    try:
-        attempt.summary = attempt.export.summary
-        stages["checker"] = bool(attempt.summary.checker_ok)
-    except Exception as exc:  # an unreadable file is a checker failure too
-        stages["checker"] = False
-        attempt.export_error = exc
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            attempt.session = open_session(attempt.export.path, setting.config)
-        except Exception as exc:
-            attempt.session_error = exc
-            stages["session"] = False
-            return
-    attempt.session_warnings = [str(w.message) for w in caught if issubclass(w.category, ProviderFallbackWarning)]
-    attempt.providers = list(attempt.session.get_providers())
-    stages["session"] = not attempt.session_warnings
-    try:
-        attempt.comparison = compare(model, attempt.session, setting.inputs, setting.tolerance)
-        stages["compare"] = attempt.comparison.ok
-    except Exception as exc:
-        attempt.compare_error = exc
-        stages["compare"] = False
-    if value_samples and stages["compare"]:
-        attempt.value_samples = other_values(setting.inputs, value_samples)
-        try:
-            attempt.value_comparison = compare(model, attempt.session, attempt.value_samples, setting.tolerance)
-            stages["values"] = attempt.value_comparison.ok
-        except Exception as exc:
-            attempt.compare_error = exc
-            stages["values"] = False
-    spec = attempt.export.spec
-    if has_dynamic_inputs(spec):
-        try:
-            attempt.probes = probe_shapes(model, attempt.session, spec, setting.inputs, tolerance=setting.tolerance)
-            stages["probes"] = attempt.probes.ok
-        except Exception as exc:
-            attempt.probe_error = exc
-            stages["probes"] = False

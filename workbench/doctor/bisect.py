@@ -9,47 +9,61 @@ culprit is the fixer whose disabling changes the optimized graph least (the most
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from workbench.core._format import fmt_num, html_table
-from workbench.core._io import load_model
-from workbench.core.compare import Tolerance, compare_arrays
+from workbench.core._format import esc, fmt_num, html_table
+from workbench.core._io import OnnxModel, is_path
+from workbench.core.compare import compare_arrays
+from workbench.core.graph import op_histogram
 from workbench.core.session import OPT_LEVELS, SessionConfig, open_session
+from workbench.core.tolerance import Tolerance
+from workbench.errors import brief
 
-# From onnxruntime/core/optimizer/graph_transformer_utils.cc (1.2x-1.3x), in pipeline order.
-OPTIMIZERS: dict[str, tuple[str, ...]] = {
+__all__ = ["LEVELS", "OPTIMIZERS", "REWRITE_RULES", "TRANSFORMERS", "Bisection", "LevelCheck", "bisect_optimizations"]
+
+# ONNX Runtime's optimizers as it registers them (onnxruntime/core/optimizer/graph_transformer_utils.cc,
+# checked against the installed version by tests/doctor/test_bisect.py), per level, in pipeline order.
+# Rewrite rules run inside the level's ``LevelN_RuleBasedTransformer``; "all" holds ORT's levels 3 and 4.
+#: Rewrite rules per level.
+REWRITE_RULES: dict[str, tuple[str, ...]] = {
     "basic": (
         "EliminateIdentity", "EliminateSlice", "UnsqueezeElimination", "EliminateDropout", "ExpandElimination",
         "CastElimination", "CastChainElimination", "PreShapeNodeElimination", "NoopElimination", "DivMulFusion",
         "FuseReluClip", "GemmSumFusion", "GemmTransposeFusion", "NotWhereFusion", "ConvAddFusion", "ConvMulFusion",
-        "ConvBNFusion", "PadFusion", "MatmulBNFusion", "LabelEncoderFusion", "DoubleQDQPairsRemover",
-        "ConstantSharing", "CommonSubexpressionElimination", "ConstantFolding", "MatMulAddFusion", "ReshapeFusion",
-        "FreeDimensionOverrideTransformer", "GeluFusionL1", "LayerNormFusionL1", "QDQPropagationTransformer",
-        "WeightBiasQuantization", "EnsureUniqueDQForNodeUnit", "TransposeOptimizer",
+        "ConvBNFusion", "Pad_Fusion", "MatMul_BatchNormalization_Fusion", "LabelEncoderFusion",
+    ),
+    "extended": ("ClipQuantRewrite", "ReluQuantRewrite", "GemmTransposeFusion"),
+    "all": (),
+}
+#: Graph transformers per level.
+TRANSFORMERS: dict[str, tuple[str, ...]] = {
+    "basic": (
+        "DoubleQDQPairsRemover", "ConstantSharing", "CommonSubexpressionElimination", "ConstantFolding",
+        "MatMulAddFusion", "ReshapeFusion", "FreeDimensionOverrideTransformer", "SliceConcatToSpaceToDepthFusion",
+        "GeluFusionL1", "LayerNormFusionL1", "QDQPropagationTransformer", "WeightBiasQuantization",
+        "EnsureUniqueDQForNodeUnit", "WhereDummyDq", "TransposeOptimizer",
     ),
     "extended": (
-        "ClipQuantFusion", "ReluQuantFusion", "QDQS8ToU8Transformer", "QDQSelectorActionTransformer",
+        "TransposeOptimizer_CPUExecutionProvider", "QDQS8ToU8Transformer", "QDQSelectorActionTransformer",
         "GemmActivationFusion", "MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion", "ConvActivationFusion",
-        "GeluFusionL2", "GeluFusion", "LayerNormFusionL2", "LayerNormFusion", "SimplifiedLayerNormFusion",
-        "AttentionFusion", "EmbedLayerNormFusion", "GatherSliceToSplitFusion", "GatherToSliceFusion",
-        "MatmulTransposeFusion", "BiasGeluFusion", "SkipLayerNormFusion", "FastGeluFusion", "QuickGeluFusion",
-        "GeluApproximation", "BiasSoftmaxFusion", "MatMulScaleFusion", "MatMulNBitsFusion",
-        "Avx2WeightS8ToU8Transformer", "QDQFinalCleanupTransformer",
+        "GeluFusionL2", "LayerNormFusionL2", "SimplifiedLayerNormFusion", "AttentionFusion", "EmbedLayerNormFusion",
+        "GatherSliceToSplitFusion", "GatherToSliceFusion", "MatmulTransposeFusion", "BiasGeluFusion",
+        "GroupQueryAttentionFusion", "MatMulAddFusion", "SkipLayerNormFusion", "BiasSkipLayerNormFusion",
+        "FastGeluFusion", "QuickGeluFusion", "SwiGluFusion", "GeluApproximation", "BiasSoftmaxFusion",
+        "BiasDropoutFusion", "MatMulScaleFusion", "MatMulActivationFusion", "Avx2WeightS8ToU8Transformer",
+        "MatMulNBitsFusion", "GroupQueryAttentionPreNormFusion", "QDQFinalCleanupTransformer",
     ),
-    "all": ("NchwcTransformer", "NhwcTransformer", "ConvAddActivationFusion"),
+    "all": ("NchwcTransformer", "NhwcTransformer", "ConvAddActivationFusion",
+            "FuseFp16InitializerToFp32NodeTransformer"),
 }
+#: Every optimizer a level adds (rules first, as ONNX Runtime runs them), the bisection's candidates.
+OPTIMIZERS: dict[str, tuple[str, ...]] = {level: REWRITE_RULES[level] + TRANSFORMERS[level] for level in TRANSFORMERS}
 LEVELS: tuple[str, ...] = tuple(OPT_LEVELS)
-
-
-def op_histogram(model: Any) -> Counter[str]:
-    """Op type (``domain::op`` outside the default domain) -> node count of the main graph."""
-    return Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
 
 
 @dataclass
@@ -73,7 +87,7 @@ class Bisection:
     culprit: str | None = None
     fixers: list[str] = field(default_factory=list)
     tried: dict[str, bool] = field(default_factory=dict)
-    optimized_path: Path | None = None
+    optimized_out: Path | None = None
 
     @property
     def drift_from_optimization(self) -> bool:
@@ -125,77 +139,85 @@ class Bisection:
     def _repr_html_(self) -> str:
         rows = [[c.level, "ok" if c.ok else "FAIL", c.max_abs if c.max_abs is not None else "", c.error[:120]]
                 for c in self.levels]
-        return (f"<div><b>{html.escape(self._headline())}</b>"
+        return (f"<div><b>{esc(self._headline())}</b>"
                 + html_table(["level", "verdict", "max abs", "error"], rows) + "</div>")
 
 
-def _check(path: Path, config: SessionConfig, feeds: Sequence[dict[str, np.ndarray]],
+def _check(onnx_model: OnnxModel, config: SessionConfig, inputs: Sequence[Mapping[str, np.ndarray]],
            expected: Sequence[Sequence[np.ndarray]], tolerance: Tolerance,
            save: Path | None = None) -> tuple[bool, float | None, str, Counter[str]]:
+    """Run ``onnx_model`` under ``config`` on every feed of ``inputs``; (ok, worst max abs, error, ops)
+    where ops is the op histogram of the optimized graph written to ``save``."""
     if save is not None:
         config = config.replace(optimized_model_path=str(save))
     try:
-        session = open_session(path, config)
+        session = open_session(onnx_model, config)
         worst = 0.0
         ok = True
-        for feed, exp in zip(feeds, expected):
-            comparison = compare_arrays(list(exp), session.run(None, feed), tolerance)
+        for feed, exp in zip(inputs, expected):
+            comparison = compare_arrays(list(exp), session.run(None, dict(feed)), tolerance=tolerance)
             ok = ok and comparison.ok
             worst = max(worst, comparison.max_abs)
     except Exception as exc:
-        return False, None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}", Counter()
-    ops: Counter[str] = Counter()
-    if save is not None and save.exists():
-        ops = op_histogram(load_model(save, load_external_data=False))
+        return False, None, brief(exc, 200), Counter()
+    ops = op_histogram(save) if save is not None and save.exists() else Counter()
     return ok, worst, "", ops
 
 
-def bisect_optimizations(
-    path: Path,
-    feeds: Sequence[dict[str, np.ndarray]],
-    expected: Sequence[Sequence[np.ndarray]],
-    config: SessionConfig,
-    tolerance: Tolerance,
-    workdir: Path,
-) -> Bisection:
-    """Find the level and the optimizer that move ORT's outputs (``feeds``) away from ``expected``."""
-    requested = config.opt_level
-    levels = LEVELS[: LEVELS.index(requested) + 1]
+def _levels(onnx_model: OnnxModel, inputs: Sequence[Mapping[str, np.ndarray]], expected: Sequence[Sequence[np.ndarray]],
+            config: SessionConfig, tolerance: Tolerance, saved: Any) -> list[LevelCheck]:
+    """Check each level up to the requested one; stop at the first that drifts."""
     checks: list[LevelCheck] = []
-    stem = path.stem
-    for level in levels:
-        save = workdir / f"{stem}.bisect-{level}.onnx"
-        ok, worst, error, ops = _check(path, config.replace(opt_level=level), feeds, expected, tolerance, save)
+    for level in LEVELS[: LEVELS.index(config.opt_level) + 1]:
+        ok, worst, error, ops = _check(onnx_model, config.replace(opt_level=level), inputs, expected, tolerance,
+                                       saved(level))
         checks.append(LevelCheck(level, ok, worst, error, ops))
         if not ok:
             break
-    result = Bisection(requested, checks)
-    bad = next((c for c in checks if not c.ok), None)
+    return checks
+
+
+def bisect_optimizations(
+    onnx_model: OnnxModel,
+    inputs: Sequence[Mapping[str, np.ndarray]],
+    expected: Sequence[Sequence[np.ndarray]],
+    work_dir: Path,
+    *,
+    tolerance: Tolerance = "fp32",
+    config: SessionConfig | None = None,
+) -> Bisection:
+    """Find the level and the optimizer that move ONNX Runtime's outputs on ``inputs`` (feed dicts)
+    away from ``expected`` (one list of arrays per feed). Optimized graphs go to ``work_dir``."""
+    config = config or SessionConfig()
+    stem = Path(onnx_model).stem if is_path(onnx_model) else "model"
+    work_dir = Path(work_dir)
+
+    def saved(name: str) -> Path:
+        return work_dir / f"{stem}.bisect-{name}.onnx"
+
+    result = Bisection(config.opt_level, _levels(onnx_model, inputs, expected, config, tolerance, saved))
+    bad = next((c for c in result.levels if not c.ok), None)
     if bad is None:
         return result
     result.first_bad_level = bad.level
     if bad.level == "disable":
         return result
-    result.optimized_path = workdir / f"{stem}.bisect-{bad.level}.onnx"
-    if bad.level != requested:  # the requested level's graph is the one to stay close to
-        requested_graph = workdir / f"{stem}.bisect-req.onnx"
-        _, _, _, target_ops = _check(path, config, feeds, expected, tolerance, requested_graph)
-        requested_graph.unlink(missing_ok=True)
-    else:
-        target_ops = bad.ops
+    result.optimized_out = saved(bad.level)
+    target_ops = bad.ops
+    if bad.level != config.opt_level:  # the requested level's graph is the one to stay close to
+        target_ops = _check(onnx_model, config, inputs, expected, tolerance, saved("req"))[3]
+        saved("req").unlink(missing_ok=True)
     distances: dict[str, int] = {}
     for name in OPTIMIZERS.get(bad.level, ()):
         if name in config.disabled_optimizers:
             continue
         trial = config.replace(disabled_optimizers=tuple(config.disabled_optimizers) + (name,))
-        save = workdir / f"{stem}.bisect-without-{name}.onnx"
-        ok, _, _, ops = _check(path, trial, feeds, expected, tolerance, save)
-        save.unlink(missing_ok=True)
+        ok, _, _, ops = _check(onnx_model, trial, inputs, expected, tolerance, saved(f"without-{name}"))
+        saved(f"without-{name}").unlink(missing_ok=True)
         result.tried[name] = ok
         if ok:
             result.fixers.append(name)
-            keys = set(ops) | set(target_ops)
-            distances[name] = sum(abs(ops[k] - target_ops[k]) for k in keys)
+            distances[name] = sum(abs(ops[k] - target_ops[k]) for k in set(ops) | set(target_ops))
     if result.fixers:
         order = {n: i for i, n in enumerate(OPTIMIZERS[bad.level])}
         result.culprit = min(result.fixers, key=lambda n: (distances[n], -order[n]))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -19,28 +17,33 @@ from workbench.doctor.divergence import Divergence
 from workbench.doctor.findings import Finding, Retry
 from workbench.doctor.trace import ModelTrace, trace_model
 
+__all__ = ["Context", "at_least_two", "other_exporter_retry", "other_exporter_spec"]
+
 
 @dataclass
 class Context:
-    """The model, the setting, the attempt's results, and lazily the eager trace.
+    """The setting, the attempt's results, and lazily the eager trace of the model.
 
     ``deep`` allows the expensive localizations (layerwise divergence, optimization bisection);
     retries re-check with ``deep=False``. ``findings`` are those found so far.
     """
 
-    model: nn.Module
     setting: Setting
     attempt: Attempt
-    workdir: Path
+    work_dir: Path
     deep: bool = True
     findings: list[Finding] = field(default_factory=list)
     divergence: Divergence | None = None
     bisection: Bisection | None = None
 
+    @property
+    def model(self) -> nn.Module:
+        return self.setting.model
+
     @cached_property
     def trace(self) -> ModelTrace:
         with eval_mode(self.model, self.setting.eval_mode):
-            return trace_model(self.model, self.setting.inputs)
+            return trace_model(self.model, self.setting.example_inputs)
 
     @property
     def spec(self) -> ExportSpec | None:
@@ -61,41 +64,19 @@ def other_exporter_spec(spec: ExportSpec | None) -> ExportSpec:
 def at_least_two(setting: Setting, spec: ExportSpec | None = None) -> tuple[torch.Tensor, ...]:
     """The example with every dynamic input axis of size 0 or 1 resized to 2 (others unchanged)."""
     spec = spec or setting.spec
+    example = setting.example_inputs
     if spec is None or not spec.input_names:
-        return setting.inputs
-    sizes = example_sizes(setting.inputs, spec.input_names, spec.dynamic_axes)
+        return example
+    sizes = example_sizes(example, spec.input_names, spec.dynamic_axes)
     small = {s: 2 for s, n in sizes.items() if n < 2}
     if not small:
-        return setting.inputs
-    return resize_inputs(setting.inputs, spec.input_names, spec.dynamic_axes, {**sizes, **small}, seed=0)
+        return example
+    return resize_inputs(example, spec.input_names, spec.dynamic_axes, {**sizes, **small}, seed=0)
 
 
 def other_exporter_retry(ctx: Context, *, action: str | None = None) -> Retry:
     """Retry with the other exporter, from an example whose dynamic axes are >= 2."""
     spec = other_exporter_spec(ctx.spec or ctx.setting.spec)
-    setting = ctx.setting.replace(spec=spec, inputs=at_least_two(ctx.setting, ctx.spec))
+    setting = ctx.setting.replace(spec=spec, example_inputs=at_least_two(ctx.setting, ctx.spec))
     text = action or f"export with the {spec.exporter} exporter (opset {spec.opset})"
     return Retry(text, {"exporter": spec.exporter, "opset": spec.opset}, settings=[(text, setting)])
-
-
-def spec_code(spec: ExportSpec) -> str:
-    """A short ``wb.ExportSpec(...)`` line for a fix."""
-    parts = []
-    if spec.input_names:
-        parts.append(f"input_names={spec.input_names!r}")
-    if spec.output_names:
-        parts.append(f"output_names={spec.output_names!r}")
-    if spec.dynamic_axes:
-        parts.append(f"dynamic_axes={spec.dynamic_axes!r}")
-    parts.append(f"exporter={spec.exporter!r}")
-    parts.append(f"opset={spec.opset}")
-    return "wb.ExportSpec(" + ", ".join(parts) + ")"
-
-
-_ORT_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+ [\w:~]+\([^)]*\) ?")
-
-
-def short(value: Any, limit: int = 300) -> str:
-    """One line of at most ``limit`` characters, without ONNX Runtime's source paths and signatures."""
-    text = _ORT_SOURCE.sub("", " ".join(str(value).split()))
-    return text if len(text) <= limit else text[: limit - 3] + "..."

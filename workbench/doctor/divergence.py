@@ -11,7 +11,6 @@ Only modules called once are compared; values without a PyTorch counterpart are 
 from __future__ import annotations
 
 import ast
-import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,14 @@ import onnx
 import torch
 from torch import nn
 
-from workbench.core._format import fmt_num, html_table, text_table
-from workbench.core._io import ModelLike, load_model
-from workbench.core.compare import (
-    OutputDiff,
-    Tolerance,
-    build_feed,
-    flatten_outputs,
-    resolve_tolerance,
-)
+from workbench.core._format import esc, fmt_num, html_table, text_table
+from workbench.core._io import OnnxModel, load_model
+from workbench.core.compare import OutputDiff
+from workbench.core.feeds import build_feed, flatten_outputs
 from workbench.core.session import SessionConfig, open_session
+from workbench.core.tolerance import Tolerance, resolve_tolerance
+
+__all__ = ["Divergence", "NodeError", "layerwise", "module_outputs", "node_scopes", "value_scopes"]
 
 Scope = tuple[str, str]  # (module path, module type)
 
@@ -57,7 +54,7 @@ class NodeError:
 class Divergence:
     """Per compared node, the error against PyTorch; ``first`` is the first node beyond tolerance.
 
-    ``path`` is the ONNX file the node names belong to (the exported graph, or the graph as ONNX
+    ``onnx_model`` is the ONNX file the node names belong to (the exported graph, or the graph as ONNX
     Runtime optimized it); ``bool()`` is True when no node diverges.
     """
 
@@ -68,7 +65,7 @@ class Divergence:
     graph: str = "exported graph"
     inputs: str = "the example"
     unmatched_modules: list[str] = field(default_factory=list)
-    path: Path | None = None
+    onnx_model: Path | None = None
 
     @property
     def first(self) -> NodeError | None:
@@ -117,7 +114,7 @@ class Divergence:
         return self._headline()
 
     def _repr_html_(self) -> str:
-        return f"<div><b>{html.escape(self._headline())}</b>{html_table(self._HEADERS, self._rows())}</div>"
+        return f"<div><b>{esc(self._headline())}</b>{html_table(self._HEADERS, self._rows())}</div>"
 
 
 def _scope_from_metadata(node: onnx.NodeProto) -> Scope | None:
@@ -218,13 +215,39 @@ def _exits(proto: onnx.ModelProto, scopes: dict[str, Scope]) -> dict[str, list[t
     return exits
 
 
+def _scopes(proto: onnx.ModelProto, source: onnx.ModelProto) -> dict[str, Scope]:
+    """Node name -> (module, module type): looked up by value name in ``source``, else in ``proto``."""
+    by_value = value_scopes(source)
+    own = value_scopes(proto)
+    scopes: dict[str, Scope] = {}
+    for i, node in enumerate(proto.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        hit = next((by_value[v] for v in node.output if v in by_value), None) or \
+            next((own[v] for v in node.output if v in own), None)
+        if hit is not None:
+            scopes[name] = (hit[0], hit[1])
+    return scopes
+
+
+def _run_values(proto: onnx.ModelProto, values: set[str], inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """``values`` of ``proto`` (made graph outputs of a copy), run once unoptimized on ``inputs``."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    existing = {o.name for o in copy.graph.output}
+    for value in sorted(values - existing):
+        copy.graph.output.append(onnx.ValueInfoProto(name=value))
+    session = open_session(copy, SessionConfig(opt_level="disable"))
+    names = [o.name for o in session.get_outputs()]
+    return {n: np.asarray(v) for n, v in zip(names, session.run(None, build_feed(session, list(inputs))))}
+
+
 def layerwise(
     model: nn.Module,
-    onnx_model: ModelLike,
+    onnx_model: OnnxModel,
     inputs: Sequence[torch.Tensor],
     *,
     tolerance: Tolerance = "fp32",
-    scope_source: ModelLike | None = None,
+    scope_source: OnnxModel | None = None,
     graph_label: str = "exported graph",
     inputs_label: str = "the example",
 ) -> Divergence:
@@ -235,32 +258,16 @@ def layerwise(
     whose surviving value names are looked up there.
     """
     tol_name, rtol, atol = resolve_tolerance(tolerance)
-    path = Path(onnx_model) if isinstance(onnx_model, (str, os.PathLike)) else None
+    onnx_file = Path(onnx_model) if isinstance(onnx_model, (str, os.PathLike)) else None
     proto = load_model(onnx_model)
     source = load_model(scope_source) if scope_source is not None else proto
-    by_value = value_scopes(source)
-    own = value_scopes(proto)
-    scopes: dict[str, Scope] = {}
-    for i, node in enumerate(proto.graph.node):
-        name = node.name or f"{node.op_type}_{i}"
-        hit = next((by_value[v] for v in node.output if v in by_value), None) or \
-            next((own[v] for v in node.output if v in own), None)
-        if hit is not None:
-            scopes[name] = (hit[0], hit[1])
     torch_out, torch_types = module_outputs(model, inputs)
-    exits = _exits(proto, scopes)
+    exits = _exits(proto, _scopes(proto, source))
     candidates = {v for module in torch_out for v, _, _ in exits.get(module, [])}
     unmatched = [m for m in torch_out if not exits.get(m)]
     if not candidates:
-        return Divergence([], tol_name, rtol, atol, graph_label, inputs_label, sorted(unmatched), path)
-    copy = onnx.ModelProto()
-    copy.CopyFrom(proto)
-    existing = {o.name for o in copy.graph.output}
-    for value in sorted(candidates - existing):
-        copy.graph.output.append(onnx.ValueInfoProto(name=value))
-    session = open_session(copy, SessionConfig(opt_level="disable"))
-    names = [o.name for o in session.get_outputs()]
-    values = {n: np.asarray(v) for n, v in zip(names, session.run(None, build_feed(session, list(inputs))))}
+        return Divergence([], tol_name, rtol, atol, graph_label, inputs_label, sorted(unmatched), onnx_file)
+    values = _run_values(proto, candidates, inputs)
     # value -> (module, node, op_type, expected); a deeper module replaces its parent on a shared value
     chosen: dict[str, tuple[str, str, str, np.ndarray]] = {}
     for module in sorted(torch_out, key=lambda m: m.count(".")):
@@ -282,4 +289,4 @@ def layerwise(
         diff = OutputDiff.from_arrays(value, expected, actual.astype(expected.dtype, copy=False), rtol, atol)
         nodes.append(NodeError(node, op_type, value, module, torch_types.get(module, ""), tuple(actual.shape),
                                diff.max_abs, diff.max_rel, diff.mismatches, diff.total, diff.ok))
-    return Divergence(nodes, tol_name, rtol, atol, graph_label, inputs_label, sorted(set(unmatched)), path)
+    return Divergence(nodes, tol_name, rtol, atol, graph_label, inputs_label, sorted(set(unmatched)), onnx_file)

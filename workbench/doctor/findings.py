@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from workbench.core._format import badge, fmt_num, fmt_time, html_table
+from workbench.core._format import badge, esc, fmt_num, fmt_time, html_table
+from workbench.doctor.attempt import STAGE_NAMES
 from workbench.doctor.codes import code_info
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from workbench.doctor.divergence import Divergence
 
 Severity = Literal["error", "warning", "info"]
-STAGES: tuple[str, ...] = ("export", "checker", "session", "compare", "values", "probes")
 _STATUS = {True: "pass", False: "FAIL", None: "-"}
 
 
@@ -27,9 +26,10 @@ _STATUS = {True: "pass", False: "FAIL", None: "-"}
 class Retry:
     """A fix the doctor applied by itself, and whether everything passed with it.
 
-    ``ok`` is True when the whole check (export, checker, session, comparison on the example
-    and on other values, shape probes) passed with the change and the finding did not come back;
-    False when it did not (``detail`` says where it failed); None when it was not run.
+    ``ok`` is True when the whole check (export, summarize with the ONNX checker, session,
+    comparison on the example and on other values, shape probes) passed with the change and the
+    finding did not come back; False when it did not (``detail`` says where it failed); None when
+    it was not run.
     """
 
     action: str
@@ -124,9 +124,10 @@ class Finding:
 class Diagnosis:
     """The doctor's verdict on one model: stage results, findings with fixes and retries, raw results.
 
-    ``ok`` is True only when export, checker, session, the comparison on the example and on
-    inputs with other values, and the shape probes all passed (or did not apply) and no
-    finding is an error. ``first_divergent_node`` and ``node_errors`` feed graph overlays.
+    ``ok`` is True only when export, summarize (the ONNX checker), session, the comparison on the
+    example and on inputs with other values, and the shape probes all passed (or did not apply)
+    and no finding is an error. ``first_divergent_node`` and ``node_errors`` feed graph overlays.
+    ``out`` is the exported ONNX file, ``work_dir`` the folder of every file the doctor wrote.
     """
 
     model_name: str
@@ -136,7 +137,7 @@ class Diagnosis:
     attempt: Attempt | None = field(default=None, repr=False)
     divergence: Divergence | None = field(default=None, repr=False)
     bisection: Bisection | None = field(default=None, repr=False)
-    workdir: Path | None = None
+    work_dir: Path | None = None
     duration_s: float = 0.0
 
     @property
@@ -163,25 +164,26 @@ class Diagnosis:
         return self.attempt.export if self.attempt is not None else None
 
     @property
-    def path(self) -> Path | None:
-        return self.export.path if self.export is not None else None
+    def out(self) -> Path | None:
+        """The exported ONNX file (None when the export failed)."""
+        return self.export.out if self.export is not None else None
 
     @property
     def comparison(self) -> Comparison | None:
         return self.attempt.comparison if self.attempt is not None else None
 
     @property
-    def probes(self) -> ProbeReport | None:
-        return self.attempt.probes if self.attempt is not None else None
+    def probe(self) -> ProbeReport | None:
+        return self.attempt.probe if self.attempt is not None else None
 
     @property
     def first_divergent_node(self) -> str | None:
         return self.divergence.first_divergent_node if self.divergence is not None else None
 
     @property
-    def divergence_path(self) -> Path | None:
+    def divergence_onnx_model(self) -> Path | None:
         """The ONNX file ``first_divergent_node`` and ``node_errors`` name nodes of."""
-        return self.divergence.path if self.divergence is not None else None
+        return self.divergence.onnx_model if self.divergence is not None else None
 
     @property
     def node_errors(self) -> dict[str, float]:
@@ -209,7 +211,7 @@ class Diagnosis:
                 f"{s.tolerance_name}): {verdict}, {n} finding{'s' if n != 1 else ''} in {fmt_time(self.duration_s)}")
 
     def stage_line(self) -> str:
-        return "  " + "  ".join(f"{name}: {_STATUS[self.stages.get(name)]}" for name in STAGES)
+        return "  " + "  ".join(f"{name}: {_STATUS[self.stages.get(name)]}" for name in STAGE_NAMES)
 
     def text(self) -> str:
         """The full text report."""
@@ -220,8 +222,8 @@ class Diagnosis:
             lines += ["", repr(self.divergence)]
         if self.bisection is not None:
             lines += ["", repr(self.bisection)]
-        if self.workdir is not None:
-            lines += ["", f"files: {self.workdir}"]
+        if self.work_dir is not None:
+            lines += ["", f"files: {self.work_dir}"]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -237,14 +239,14 @@ class Diagnosis:
         return self.text()
 
     def _repr_html_(self) -> str:
-        stages = html_table(list(STAGES), [[_STATUS[self.stages.get(n)] for n in STAGES]])
+        stages = html_table(list(STAGE_NAMES), [[_STATUS[self.stages.get(n)] for n in STAGE_NAMES]])
         body = "".join(_finding_html(f) for f in self.findings)
         extra = ""
         if self.divergence is not None and self.divergence.first is not None:
             extra += self.divergence._repr_html_()
         if self.bisection is not None:
             extra += self.bisection._repr_html_()
-        return (f"<div class='wb-diagnosis'><b>{html.escape(self._headline())}</b> {badge(self.ok)}"
+        return (f"<div class='wb-diagnosis'><b>{esc(self._headline())}</b> {badge(self.ok)}"
                 f"{stages}{body}{extra}</div>")
 
 
@@ -254,9 +256,9 @@ def _finding_html(f: Finding) -> str:
     retry = ""
     if f.retry is not None:
         retry = (f"<p><b>retry</b> {badge(f.retry.ok, {True: 'PASSES', False: 'STILL FAILS', None: 'NOT RUN'}[f.retry.ok])} "
-                 f"{html.escape(f.retry.action)}{': ' + html.escape(f.retry.detail) if f.retry.detail else ''}</p>")
+                 f"{esc(f.retry.action)}{': ' + esc(f.retry.detail) if f.retry.detail else ''}</p>")
     return (f"<div style='border-left:4px solid {colour};padding-left:8px;margin:8px 0'>"
-            f"<b>[{html.escape(f.code)}] {html.escape(f.title)}</b> <i>{f.severity}</i>"
-            f"<p><b>cause</b> {html.escape(f.cause)}</p>"
+            f"<b>[{esc(f.code)}] {esc(f.title)}</b> <i>{esc(f.severity)}</i>"
+            f"<p><b>cause</b> {esc(f.cause)}</p>"
             + html_table(["evidence", ""], evidence)
-            + f"<p><b>fix</b></p><pre>{html.escape(f.fix)}</pre>{retry}</div>")
+            + f"<p><b>fix</b></p><pre>{esc(f.fix)}</pre>{retry}</div>")

@@ -8,16 +8,10 @@ from typing import Any, Callable
 
 import torch
 
-from workbench.doctor.attempt import signature
-from workbench.doctor.context import (
-    Context,
-    other_exporter_retry,
-    other_exporter_spec,
-    short,
-)
+from workbench.doctor.context import Context, other_exporter_retry, other_exporter_spec
 from workbench.doctor.findings import Finding, Retry
 from workbench.doctor.trace import CallSite
-from workbench.errors import InvalidInputError, SpecError
+from workbench.errors import InvalidInputError, SpecError, brief
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -201,12 +195,12 @@ def _constraint(ctx: Context, text: str, types: set, base: dict) -> list[Finding
 
 
 def _torch_fails(ctx: Context, text: str, types: set, base: dict) -> list[Finding] | None:
-    if not isinstance(ctx.attempt.export_error, InvalidInputError) or "failed on the example" not in text:
+    if not isinstance(ctx.attempt.error("export"), InvalidInputError) or "failed on the example" not in text:
         return None
     return [Finding(
         "TORCH001", "The model fails in PyTorch on its example",
         "PyTorch raises on the example inputs, so there is nothing to export.",
-        {**base, "error": ctx.trace.error or short(text)},
+        {**base, "error": ctx.trace.error or brief(text)},
         "Pass example inputs the forward accepts (count, shapes, dtypes, device).",
         severity="error",
     )]
@@ -220,12 +214,12 @@ def export_findings(ctx: Context) -> list[Finding]:
     attempt = ctx.attempt
     if attempt.stages["export"] is not False or ctx.has("DEV001", "NUM001", "DYN003"):
         return []
-    exc = attempt.export_error
+    exc = attempt.error("export")
     chain = exception_chain(exc)
     text = _ANSI.sub("", "\n".join(str(e) for e in chain))
     types = {type(e).__name__ for e in chain}
     stage = getattr(exc, "stage", "spec" if isinstance(exc, SpecError) else "export")
-    base = {"signature": signature(exc), "stage": stage, "exporter": ctx.setting.exporter}
+    base = {"signature": brief(exc), "stage": stage, "exporter": ctx.setting.exporter}
     for rule in RULES:
         found = rule(ctx, text, types, base)
         if found:
@@ -233,6 +227,6 @@ def export_findings(ctx: Context) -> list[Finding]:
     retry = None if isinstance(exc, SpecError) else other_exporter_retry(ctx)
     return [Finding(
         "EXP001", f"The {ctx.setting.exporter} exporter failed at the {stage} stage",
-        f"{type(exc).__name__}: {short(str(exc), 400)}", base,
+        brief(exc, 400), base,
         "Read the signature; try the other exporter.", retry,
     )]

@@ -8,20 +8,17 @@ from typing import Any
 import onnx
 import torch
 
-from workbench.core.compare import (
-    TOLERANCES,
-    OutputDiff,
-    build_feed,
-    compare_arrays,
-    run_torch,
-)
+from workbench.core.compare import Comparison, OutputDiff, compare_arrays
+from workbench.core.feeds import build_feed, run_torch
 from workbench.core.placement import Placement, placement
-from workbench.core.session import SessionConfig, open_session
-from workbench.doctor.attempt import eval_mode, fastpath, signature
+from workbench.core.session import open_session
+from workbench.core.tolerance import TOLERANCES
+from workbench.doctor.attempt import eval_mode, fastpath
 from workbench.doctor.bisect import bisect_optimizations
-from workbench.doctor.context import Context, other_exporter_retry, short
+from workbench.doctor.context import Context, other_exporter_retry
 from workbench.doctor.divergence import Divergence, layerwise, value_scopes
 from workbench.doctor.findings import Finding, Retry
+from workbench.errors import brief
 
 _NODE_NAME = re.compile(r"(?:node with name|Name:)\s*'([^']*)'")
 _RUNNING = re.compile(r"running (\w+) node")
@@ -31,10 +28,10 @@ _FP16 = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 def node_place(ctx: Context, node: str | None = None, op: tuple[str, str] | None = None) -> dict[str, Any]:
     """``node``, ``op_type`` and ``module`` of a node found by name or by (domain, op_type)."""
-    path = ctx.attempt.path
-    if path is None:
+    out = ctx.attempt.out
+    if out is None:
         return {"node": node} if node else {}
-    proto = onnx.load(str(path), load_external_data=False)
+    proto = onnx.load(str(out), load_external_data=False)
     scopes = {n: (m, t) for m, t, n in value_scopes(proto).values()}
     for i, n in enumerate(proto.graph.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -68,22 +65,24 @@ def _worst(diff: OutputDiff) -> dict[str, Any]:
 
 
 def checker_findings(ctx: Context) -> list[Finding]:
+    """CHK001: the summarize stage's ONNX checker rejects the exported graph (or cannot read it)."""
     summary = ctx.attempt.summary
-    if ctx.attempt.stages["checker"] is not False:
+    if ctx.attempt.stages["summarize"] is not False:
         return []
-    message = summary.checker_message if summary else signature(ctx.attempt.export_error)
-    return [Finding("CHK001", "The ONNX checker rejects the model", f"onnx.checker: {short(message)}",
-                    {"signature": short(message), "path": str(ctx.attempt.path)},
+    message = brief(summary.checker_message if summary else ctx.attempt.error("summarize"))
+    return [Finding("CHK001", "The ONNX checker rejects the model", f"onnx.checker: {message}",
+                    {"signature": message, "onnx_model": str(ctx.attempt.out)},
                     "Try the other exporter or another opset; report the exporter bug with the model.",
                     other_exporter_retry(ctx))]
 
 
 def session_findings(ctx: Context) -> list[Finding]:
-    err = ctx.attempt.session_error
+    """OP004 (a custom-domain op without a kernel) or ORT001 when the session cannot be built."""
+    err = ctx.attempt.error("session")
     if err is None or ctx.has("EP001", "EP002"):
         return []
     text = " ".join(str(err).split())
-    base = {"signature": signature(err), "stage": "session"}
+    base = {"signature": brief(err), "stage": "session"}
     m = _NOT_REGISTERED.search(text)
     if m:
         domain, op = m.group(1), m.group(2)
@@ -95,7 +94,7 @@ def session_findings(ctx: Context) -> list[Finding]:
             "standard ONNX ops (change the symbolic / translation).",
             other_exporter_retry(ctx))]
     node = _NODE_NAME.search(text)
-    return [Finding("ORT001", "ONNX Runtime cannot build a session for the model", short(text, 400),
+    return [Finding("ORT001", "ONNX Runtime cannot build a session for the model", brief(err, 400),
                     {**base, **(node_place(ctx, node.group(1)) if node else {})},
                     "Read the signature; try another opset or the other exporter.", other_exporter_retry(ctx))]
 
@@ -103,57 +102,75 @@ def session_findings(ctx: Context) -> list[Finding]:
 def _uses_fp16(ctx: Context) -> bool:
     if any(p.dtype in (torch.float16, torch.bfloat16) for p in ctx.model.parameters()):
         return True
-    if any(t.dtype in (torch.float16, torch.bfloat16) for t in ctx.setting.inputs):
+    if any(t.dtype in (torch.float16, torch.bfloat16) for t in ctx.setting.example_inputs):
         return True
-    proto = onnx.load(str(ctx.attempt.path), load_external_data=False)
+    proto = onnx.load(str(ctx.attempt.out), load_external_data=False)
     if any(i.data_type in _FP16 for i in proto.graph.initializer):
         return True
     return any(n.op_type == "Cast" and any(a.name == "to" and a.i in _FP16 for a in n.attribute) for n in proto.graph.node)
 
 
+def _run_failure(ctx: Context, err: BaseException) -> Finding:
+    text = " ".join(str(err).split())
+    node = _NODE_NAME.search(text)
+    return Finding("ORT001", "ONNX Runtime fails on the example", brief(err, 400),
+                   {"signature": brief(err), "stage": "compare", **(node_place(ctx, node.group(1)) if node else {})},
+                   "Read the signature; try another opset or the other exporter.", other_exporter_retry(ctx))
+
+
+def _fp16_finding(ctx: Context, cmp: Comparison, worst: dict[str, Any]) -> Finding | None:
+    """NUM002: the model computes in half precision and every output matches at the fp16 tolerance."""
+    if cmp.rtol >= TOLERANCES["fp16"][0] or not _uses_fp16(ctx):
+        return None
+    rtol, atol = TOLERANCES["fp16"]
+    if not all(OutputDiff.from_arrays(o.name, o.expected, o.actual, rtol, atol).ok for o in cmp.outputs):
+        return None
+    action = "compare at the fp16 tolerance"
+    return Finding(
+        "NUM002", "Half precision compared at fp32 tolerance",
+        f"The model computes in float16, whose rounding (about 1e-3 relative) exceeds the {cmp.tolerance} "
+        "tolerance; at the fp16 tolerance every output matches.",
+        {**worst, "tolerance": cmp.tolerance, "passes_at": "fp16"},
+        "wb.compare(model, onnx_model, inputs, tolerance='fp16')  # or wb.diagnose(..., tolerance='fp16')",
+        Retry(action, {"tolerance": "fp16"}, settings=[(action, ctx.setting.replace(tolerance="fp16"))]))
+
+
+def _drifts_from_optimization(ctx: Context, cmp: Comparison) -> bool:
+    """Whether the unoptimized graph matches PyTorch (so an optimization moves the outputs); with
+    ``ctx.deep`` the bisection finds the level and the optimizer."""
+    att, setting = ctx.attempt, ctx.setting
+    config = setting.config
+    if config.opt_level == "disable" or att.out is None or att.session is None:
+        return False
+    inputs = [build_feed(att.session, list(setting.example_inputs))]
+    expected = [[o.expected for o in cmp.outputs]]
+    if ctx.deep:
+        ctx.bisection = bisect_optimizations(att.out, inputs, expected, ctx.work_dir, tolerance=setting.tolerance,
+                                             config=config)
+        return ctx.bisection.drift_from_optimization
+    plain = open_session(att.out, config.replace(opt_level="disable"))
+    return compare_arrays(expected[0], plain.run(None, inputs[0]), tolerance=setting.tolerance).ok
+
+
 def compare_findings(ctx: Context) -> list[Finding]:
-    """NUM002 (fp16 at fp32 tolerance), NUM003 (an ORT optimizer), NUM004 (the graph itself), ORT001 (run)."""
+    """NUM002 (fp16 at fp32 tolerance), NUM005 (PyTorch's fast path), NUM003 (an ORT optimizer),
+    NUM004 (the graph itself), ORT001 (running fails)."""
     att = ctx.attempt
     if att.stages["compare"] is not False:
         return []
-    if att.compare_error is not None:
-        text = " ".join(str(att.compare_error).split())
-        node = _NODE_NAME.search(text)
-        return [Finding("ORT001", "ONNX Runtime fails on the example", short(text, 400),
-                        {"signature": signature(att.compare_error), "stage": "compare",
-                         **(node_place(ctx, node.group(1)) if node else {})},
-                        "Read the signature; try another opset or the other exporter.", other_exporter_retry(ctx))]
+    err = att.error("compare")
+    if err is not None:
+        return [_run_failure(ctx, err)]
     cmp = att.comparison
     assert cmp is not None and att.session is not None
     worst = _worst(cmp.failures[0])
-    if cmp.rtol < TOLERANCES["fp16"][0] and _uses_fp16(ctx):
-        rtol, atol = TOLERANCES["fp16"]
-        if all(OutputDiff.from_arrays(o.name, o.expected, o.actual, rtol, atol).ok for o in cmp.outputs):
-            action = "compare at the fp16 tolerance"
-            return [Finding(
-                "NUM002", "Half precision compared at fp32 tolerance",
-                f"The model computes in float16, whose rounding (about 1e-3 relative) exceeds the {cmp.tolerance} "
-                "tolerance; at the fp16 tolerance every output matches.",
-                {**worst, "tolerance": cmp.tolerance, "passes_at": "fp16"},
-                "wb.compare(model, path, inputs, tolerance='fp16')  # or wb.diagnose(..., tolerance='fp16')",
-                Retry(action, {"tolerance": "fp16"}, settings=[(action, ctx.setting.replace(tolerance="fp16"))]))]
-    fast = _fastpath_finding(ctx, cmp, worst)
-    if fast is not None:
-        return [fast]
-    config = ctx.setting.config
-    feeds = [build_feed(att.session, list(ctx.setting.inputs))]
-    expected = [[o.expected for o in cmp.outputs]]
-    if config.opt_level != "disable":
-        if ctx.deep:
-            ctx.bisection = bisect_optimizations(att.path, feeds, expected, config, ctx.setting.tolerance, ctx.workdir)
-            drift = ctx.bisection.drift_from_optimization
-        else:
-            plain = open_session(att.path, config.replace(opt_level="disable"))
-            drift = compare_arrays(expected[0], plain.run(None, feeds[0]), ctx.setting.tolerance).ok
-        if drift:
-            return [_optimizer_finding(ctx, worst)]
+    found = _fp16_finding(ctx, cmp, worst) or _fastpath_finding(ctx, cmp, worst)
+    if found is not None:
+        return [found]
+    if _drifts_from_optimization(ctx, cmp):
+        return [_optimizer_finding(ctx, worst)]
     if ctx.deep:
-        ctx.divergence = layerwise(ctx.model, att.path, ctx.setting.inputs, tolerance=ctx.setting.tolerance,
+        ctx.divergence = layerwise(ctx.model, att.out, ctx.setting.example_inputs, tolerance=ctx.setting.tolerance,
                                    graph_label="exported graph, unoptimized")
     place = _divergence_evidence(ctx.divergence)
     where = f" The first divergent node is {place['node']!r} in module {place['module']!r}." if place else ""
@@ -162,21 +179,21 @@ def compare_findings(ctx: Context) -> list[Finding]:
         f"Even with ONNX Runtime's optimizations off, outputs differ beyond {cmp.tolerance}.{where}",
         {**worst, **place},
         "Check how that module is translated (its symbolic, custom_translation_table entry or decomposition) "
-        "against its PyTorch forward; compare layer by layer with wb.doctor.layerwise(model, path, inputs).",
+        "against its PyTorch forward; compare layer by layer with wb.doctor.layerwise(model, onnx_model, inputs).",
         other_exporter_retry(ctx))]
 
 
 _FAST_PATH_MODULES = (torch.nn.TransformerEncoder, torch.nn.TransformerEncoderLayer, torch.nn.MultiheadAttention)
 
 
-def _fastpath_finding(ctx: Context, cmp: Any, worst: dict[str, Any]) -> Finding | None:
+def _fastpath_finding(ctx: Context, cmp: Comparison, worst: dict[str, Any]) -> Finding | None:
     """NUM005: PyTorch's transformer fast path (nested tensors) disagrees; its regular path matches ORT."""
     modules = [(n, type(m).__name__) for n, m in ctx.model.named_modules() if isinstance(m, _FAST_PATH_MODULES)]
     if not modules or not ctx.setting.fastpath or not torch.backends.mha.get_fastpath_enabled():
         return None
     with eval_mode(ctx.model, ctx.setting.eval_mode), fastpath(False):
-        regular = run_torch(ctx.model, ctx.setting.inputs)
-    if not compare_arrays(regular, [o.actual for o in cmp.outputs], ctx.setting.tolerance).ok:
+        regular = run_torch(ctx.model, ctx.setting.example_inputs)
+    if not compare_arrays(regular, [o.actual for o in cmp.outputs], tolerance=ctx.setting.tolerance).ok:
         return None
     zeros = sum(int(((o.expected == 0) & (o.actual != 0)).sum()) for o in cmp.outputs)
     action = "compare with PyTorch's fast path disabled"
@@ -201,9 +218,9 @@ def _optimizer_finding(ctx: Context, worst: dict[str, Any]) -> Finding:
                        "SessionConfig(opt_level='disable') or disable the optimizer that causes it.")
     evidence.update({"level": b.first_bad_level, "optimizer": b.culprit, "fixers": b.fixers,
                      "ops_changed": b.ops_changed})
-    if b.optimized_path is not None:
-        ctx.divergence = layerwise(ctx.model, b.optimized_path, ctx.setting.inputs, tolerance=ctx.setting.tolerance,
-                                   scope_source=ctx.attempt.path,
+    if b.optimized_out is not None:
+        ctx.divergence = layerwise(ctx.model, b.optimized_out, ctx.setting.example_inputs,
+                                   tolerance=ctx.setting.tolerance, scope_source=ctx.attempt.out,
                                    graph_label=f"graph as ONNX Runtime optimizes it at {b.first_bad_level!r}")
         evidence.update(_divergence_evidence(ctx.divergence))
     if b.culprit:
@@ -235,9 +252,9 @@ def values_findings(ctx: Context) -> list[Finding]:
         return []
     diff = att.value_comparison.failures[0]
     sample = att.value_samples[diff.sample]
-    if ctx.deep and att.path is not None:
+    if ctx.deep and att.out is not None:
         try:
-            ctx.divergence = layerwise(ctx.model, att.path, sample, tolerance=ctx.setting.tolerance,
+            ctx.divergence = layerwise(ctx.model, att.out, sample, tolerance=ctx.setting.tolerance,
                                        inputs_label=f"inputs with other values (sample {diff.sample})")
         except Exception:  # shapes that differ from PyTorch's may not run; the finding stands without it
             ctx.divergence = None
@@ -245,7 +262,7 @@ def values_findings(ctx: Context) -> list[Finding]:
     warned = [w for w in (att.export.warnings if att.export else []) if "TracerWarning" in w]
     base = {**_worst(diff), "sample": diff.sample, **place}
     if warned:
-        base["warning"] = short(warned[0], 160)
+        base["warning"] = brief(warned[0], 160)
     trace = ctx.trace
     in_fn = trace.escapes_of(in_function=True)
     bools = trace.escapes_of("bool", in_function=False)
@@ -300,15 +317,14 @@ def memcpy_findings(result: Placement) -> list[Finding]:
          "cpu_nodes": [n.node for n in cpu_nodes[:10]], "memcpy_count": result.memcpy_count,
          "by_provider": dict(result.by_provider)},
         f"Replace {', '.join(ops)} with ops {accel[0]} implements, move that pre/post-processing out of the graph, "
-        "or try a newer opset; wb.placement(path, config, inputs) shows where each node runs.",
+        "or try a newer opset; wb.placement(onnx_model, inputs, config=config) shows where each node runs.",
         severity="warning")]
 
 
 def placement_findings(ctx: Context) -> list[Finding]:
     att = ctx.attempt
-    if not ctx.deep or att.session is None or att.path is None:
+    if not ctx.deep or att.session is None or att.out is None:
         return []
     if all(p == "CPUExecutionProvider" for p in att.providers):
         return []
-    config: SessionConfig = ctx.setting.config
-    return memcpy_findings(placement(att.path, config, list(ctx.setting.inputs)))
+    return memcpy_findings(placement(att.out, list(ctx.setting.example_inputs), config=ctx.setting.config))

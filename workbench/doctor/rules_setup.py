@@ -28,14 +28,15 @@ def _materialize(t: torch.Tensor, device: torch.device, seed: int) -> torch.Tens
     return torch.zeros(tuple(t.shape), dtype=t.dtype, device=device)
 
 
-def device_findings(model: nn.Module, setting: Setting, names: list[str]) -> list[Finding]:
+def device_findings(setting: Setting) -> list[Finding]:
     """DEV001: the example inputs are not on the device of the model's parameters and buffers."""
+    model, names = setting.model, list(setting.case.input_names)
     tensors = list(model.parameters()) + list(model.buffers())
     model_devices = sorted({str(t.device) for t in tensors})
     if not model_devices:
         return []
     target = torch.device(model_devices[0])
-    inputs = {names[i] if i < len(names) else f"input_{i}": str(t.device) for i, t in enumerate(setting.inputs)}
+    inputs = {names[i] if i < len(names) else f"input_{i}": str(t.device) for i, t in enumerate(setting.example_inputs)}
     off = {n: d for n, d in inputs.items() if d not in model_devices}
     if not off and len(model_devices) == 1:
         return []
@@ -44,7 +45,7 @@ def device_findings(model: nn.Module, setting: Setting, names: list[str]) -> lis
         return [Finding("DEV001", "The model's parameters are on several devices",
                         f"Parameters and buffers live on {model_devices}; the exporters need one device.",
                         evidence, f"model.to({model_devices[0]!r}) before exporting, and inputs on the same device.")]
-    moved = tuple(_materialize(t, target, i) for i, t in enumerate(setting.inputs))
+    moved = tuple(_materialize(t, target, i) for i, t in enumerate(setting.example_inputs))
     meta = [n for n, d in inputs.items() if d == "meta"]
     note = (f" ({', '.join(meta)} on 'meta' hold no values; the retry used random values of the same shape and dtype)"
             if meta else "")
@@ -56,12 +57,13 @@ def device_findings(model: nn.Module, setting: Setting, names: list[str]) -> lis
         evidence,
         f"example_inputs = tuple(t.to({str(target)!r}) for t in example_inputs)\n"
         f"# or move the model: model.to(device_of_inputs)",
-        Retry(action, {"inputs_device": str(target)}, settings=[(action, setting.replace(inputs=moved))]),
+        Retry(action, {"inputs_device": str(target)}, settings=[(action, setting.replace(example_inputs=moved))]),
     )]
 
 
-def training_findings(model: nn.Module, setting: Setting) -> list[Finding]:
+def training_findings(setting: Setting) -> list[Finding]:
     """NUM001: the model (or a submodule) is in training mode."""
+    model = setting.model
     if setting.eval_mode:
         return []
     training = [name or "<root>" for name, m in model.named_modules() if m.training]
@@ -143,14 +145,14 @@ def provider_findings(setting: Setting) -> list[Finding]:
     return out
 
 
-def axes_key_findings(model: nn.Module, setting: Setting) -> list[Finding]:
+def axes_key_findings(setting: Setting) -> list[Finding]:
     """DYN003: ``dynamic_axes`` keys that are neither an input nor an output name."""
     spec = setting.spec
     if spec is None or not spec.dynamic_axes:
         return []
     try:
-        with eval_mode(model, True):
-            names_spec = check_spec(model, setting.inputs, spec.replace(dynamic_axes={}))
+        with eval_mode(setting.model, True):
+            names_spec = check_spec(setting.model, setting.example_inputs, spec.replace(dynamic_axes={}))
     except Exception:  # other rules report why the model cannot be checked
         return []
     names = list(names_spec.input_names) + list(names_spec.output_names)

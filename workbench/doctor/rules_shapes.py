@@ -5,20 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from workbench.core.compare import build_feed
+from workbench.core.feeds import build_feed
 from workbench.core.inputs import resize_inputs
 from workbench.core.probe import ProbeCase, ProbeReport
-from workbench.doctor.attempt import signature
-from workbench.doctor.context import (
-    Context,
-    at_least_two,
-    other_exporter_retry,
-    other_exporter_spec,
-    short,
-)
+from workbench.doctor.context import Context, at_least_two, other_exporter_retry, other_exporter_spec
 from workbench.doctor.divergence import layerwise
 from workbench.doctor.findings import Finding, Retry
 from workbench.doctor.rules_run import node_place
+from workbench.errors import brief
 
 _NODE = re.compile(r"(?:node with name|Name:)\s*'([^']*)'")
 _REQUESTED = re.compile(r"requested shape:\s*\{([\d, -]+)\}")
@@ -61,7 +55,7 @@ def _declared(ctx: Context, report: ProbeReport) -> tuple[list[Finding], set[str
                                         "graph_dim": size, "exporter": ctx.setting.exporter}
             if failing:
                 evidence["failing_sizes"] = _sizes_text(failing)
-                evidence["probe_message"] = short(failing[0].message, 200)
+                evidence["probe_message"] = brief(failing[0].message, 200)
             if size is not None and size <= 1:
                 resized = at_least_two(ctx.setting, spec)
                 action = f"re-export from an example with {sym!r} = 2"
@@ -71,12 +65,13 @@ def _declared(ctx: Context, report: ProbeReport) -> tuple[list[Finding], set[str
                     f"sizes 0 and 1 as constants, so the graph declares {name}[{dim}] = {size} and rejects other sizes.",
                     evidence,
                     f"Export from an example with {sym!r} >= 2, e.g. example = make_inputs(batch=2).",
-                    Retry(action, {"example_sizes": {sym: 2}}, settings=[(action, ctx.setting.replace(inputs=resized))])))
+                    Retry(action, {"example_sizes": {sym: 2}},
+                          settings=[(action, ctx.setting.replace(example_inputs=resized))])))
             elif torch_only and not failing:
                 out.append(Finding(
                     "DYN004", f"The axis {sym!r} is declared dynamic but the model fixes it",
                     f"PyTorch itself only accepts {name}[{dim}] = {size} (other sizes fail in the model: "
-                    f"{short(torch_only[0].message, 120)}); the exporter kept it static. Declaring it dynamic is meaningless.",
+                    f"{brief(torch_only[0].message, 120)}); the exporter kept it static. Declaring it dynamic is meaningless.",
                     evidence, "Drop that axis from dynamic_axes.", _without_axis(ctx, name, dim), severity="warning"))
             else:
                 out.append(Finding(
@@ -100,7 +95,7 @@ def _fixed_by_model(ctx: Context, report: ProbeReport, explained: set[str]) -> l
         name, dim = next((n, d) for n in spec.input_names for d, s in spec.dynamic_axes.get(n, {}).items() if s == sym)
         out.append(Finding(
             "DYN004", f"The axis {sym!r} is declared dynamic but the model fixes it",
-            f"PyTorch itself fails at every other size of {name}[{dim}] ({short(others[0].message, 120)}): the model "
+            f"PyTorch itself fails at every other size of {name}[{dim}] ({brief(others[0].message, 120)}): the model "
             f"only works at {report.example.get(sym)}. Declaring it dynamic is meaningless.",
             {"input": name, "axis": dim, "symbol": sym, "example_size": report.example.get(sym),
              "failing_sizes": _sizes_text(others)},
@@ -113,11 +108,11 @@ def _full_message(ctx: Context, case: ProbeCase) -> str:
     spec, session = ctx.spec, ctx.attempt.session
     if spec is None or session is None:
         return case.message
-    inputs = resize_inputs(ctx.setting.inputs, spec.input_names, spec.dynamic_axes, case.sizes, seed=1)
+    inputs = resize_inputs(ctx.setting.example_inputs, spec.input_names, spec.dynamic_axes, case.sizes, seed=1)
     try:
         session.run(None, build_feed(session, list(inputs)))
     except Exception as exc:
-        return short(exc, 1000)
+        return " ".join(str(exc).split())
     return case.message
 
 
@@ -126,7 +121,7 @@ def _baked(ctx: Context, report: ProbeReport, cases: list[ProbeCase]) -> Finding
     message = _full_message(ctx, first)
     node = next((m.group(1) for m in [_NODE.search(message), _NODE.search(first.message)] if m), None)
     evidence: dict[str, Any] = {**(node_place(ctx, node) if node else {}), "failing_sizes": _sizes_text(cases),
-                                "example_sizes": dict(report.example), "probe_message": short(message, 400),
+                                "example_sizes": dict(report.example), "probe_message": brief(message, 400),
                                 "exporter": ctx.setting.exporter}
     requested = _REQUESTED.search(message)
     baked = []
@@ -142,9 +137,9 @@ def _baked(ctx: Context, report: ProbeReport, cases: list[ProbeCase]) -> Finding
         if node else "a node"
     settings = []
     spec = ctx.spec
-    if spec is not None and at_least_two(ctx.setting, spec) is not ctx.setting.inputs:
+    if spec is not None and at_least_two(ctx.setting, spec) is not ctx.setting.example_inputs:
         same = f"re-export from an example with dynamic axes >= 2 ({spec.exporter})"
-        settings.append((same, ctx.setting.replace(inputs=at_least_two(ctx.setting, spec))))
+        settings.append((same, ctx.setting.replace(example_inputs=at_least_two(ctx.setting, spec))))
     other = other_exporter_retry(ctx)
     settings += other.settings
     action = " then ".join(label for label, _ in settings)
@@ -163,10 +158,10 @@ def _shape_branch(ctx: Context, report: ProbeReport, cases: list[ProbeCase]) -> 
                                 "example_sizes": dict(report.example), "max_abs": max(c.max_abs or 0 for c in cases),
                                 "exporter": ctx.setting.exporter}
     spec = ctx.spec
-    if ctx.deep and spec is not None and ctx.attempt.path is not None:
-        inputs = resize_inputs(ctx.setting.inputs, spec.input_names, spec.dynamic_axes, cases[0].sizes, seed=1)
+    if ctx.deep and spec is not None and ctx.attempt.out is not None:
+        inputs = resize_inputs(ctx.setting.example_inputs, spec.input_names, spec.dynamic_axes, cases[0].sizes, seed=1)
         try:
-            ctx.divergence = layerwise(ctx.model, ctx.attempt.path, inputs, tolerance=ctx.setting.tolerance,
+            ctx.divergence = layerwise(ctx.model, ctx.attempt.out, inputs, tolerance=ctx.setting.tolerance,
                                        inputs_label=f"probe {cases[0].label}")
         except Exception:
             ctx.divergence = None
@@ -186,10 +181,11 @@ def _shape_branch(ctx: Context, report: ProbeReport, cases: list[ProbeCase]) -> 
 def probe_findings(ctx: Context) -> list[Finding]:
     """DYN001, DYN002, DYN004, DYN005, DYN006 from the shape probes."""
     att = ctx.attempt
-    if att.probe_error is not None:
-        return [Finding("DYN006", "The shape probes could not run", signature(att.probe_error),
-                        {"signature": signature(att.probe_error)}, "Read the signature.", other_exporter_retry(ctx))]
-    report = att.probes
+    err = att.error("probe")
+    if err is not None:
+        return [Finding("DYN006", "The shape probes could not run", brief(err),
+                        {"signature": brief(err)}, "Read the signature.", other_exporter_retry(ctx))]
+    report = att.probe
     if report is None or ctx.spec is None:
         return []
     out, explained = _declared(ctx, report)
@@ -209,7 +205,7 @@ def probe_findings(ctx: Context) -> list[Finding]:
         return out + [_shape_branch(ctx, report, remaining)]
     return out + [Finding(
         "DYN006", "The graph fails at other sizes of its dynamic axes",
-        f"ONNX Runtime fails at {_sizes_text(failed)}: {short(failed[0].message, 200)}",
-        {"failing_sizes": _sizes_text(failed), "probe_message": short(failed[0].message, 300),
+        f"ONNX Runtime fails at {_sizes_text(failed)}: {brief(failed[0].message, 200)}",
+        {"failing_sizes": _sizes_text(failed), "probe_message": brief(failed[0].message, 300),
          "example_sizes": dict(report.example)},
         "Read the probe messages; try the other exporter.", other_exporter_retry(ctx))]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
 
-from workbench.errors import InvalidInputError
+from workbench.errors import InvalidInputError, describe
+
+T = TypeVar("T")
 
 #: The most points a scatter draws; larger arrays are subsampled (the worst point always kept).
 MAX_POINTS = 5000
@@ -19,6 +21,20 @@ PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd
 TEMPLATE = "plotly_white"
 
 
+def expect(value: Any, kind: type[T], what: str) -> T:
+    """``value`` if it is a ``kind``; else ``InvalidInputError`` saying what a figure takes."""
+    if not isinstance(value, kind):
+        raise InvalidInputError(f"Expected {what}, received {describe(value)}.")
+    return value
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` if it is an int >= 1 (a figure's ``top``, ``bins``, ``max_points``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be an int >= 1, received {value!r}.")
+    return value
+
+
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -26,8 +42,7 @@ def color(i: int) -> str:
 def subsample(n: int, max_points: int, *, keep: Sequence[int] = (), seed: int = 0) -> np.ndarray:
     """Sorted indices of at most ``max_points`` of ``n`` items, chosen at random (seeded) but
     always holding the indices in ``keep`` (e.g. the worst element)."""
-    if max_points < 1:
-        raise InvalidInputError(f"max_points must be an int >= 1, received {max_points!r}.")
+    positive_int(max_points, "max_points")
     if n <= max_points:
         return np.arange(n)
     kept = np.unique(np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))[:max_points]

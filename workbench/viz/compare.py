@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.core.compare import Comparison, OutputDiff
-from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import FAIL_COLOR, MAX_POINTS, MUTED_COLOR, PASS_COLOR, color, empty_figure, layout, subsample
+from workbench.viz._common import (
+    FAIL_COLOR,
+    MAX_POINTS,
+    MUTED_COLOR,
+    PASS_COLOR,
+    color,
+    empty_figure,
+    expect,
+    layout,
+    positive_int,
+    subsample,
+)
 
-
-def _check(comparison: Any) -> Comparison:
-    if not isinstance(comparison, Comparison):
-        raise InvalidInputError(
-            f"Expected a wb.Comparison (from wb.compare or wb.compare_arrays), received {describe(comparison)}."
-        )
-    return comparison
+_WHAT = "a wb.Comparison (from wb.compare or wb.compare_arrays)"
 
 
 def _by_output(comparison: Comparison) -> dict[str, list[OutputDiff]]:
@@ -46,9 +48,8 @@ def values_scatter(comparison: Comparison, *, max_points: int = MAX_POINTS) -> g
     At most ``max_points`` points are drawn in all, shared evenly among the outputs (a seeded
     random subsample that always keeps each output's largest error).
     """
-    _check(comparison)
-    if not isinstance(max_points, int) or max_points < 1:
-        raise InvalidInputError(f"max_points must be an int >= 1, received {max_points!r}.")
+    expect(comparison, Comparison, _WHAT)
+    positive_int(max_points, "max_points")
     groups = {name: _pairs(diffs) for name, diffs in _by_output(comparison).items()}
     groups = {name: pair for name, pair in groups.items() if pair[0].size}
     title = f"PyTorch vs ONNX Runtime values ({comparison.tolerance})"
@@ -80,9 +81,8 @@ def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
     Counts come from ``numpy.histogram`` over every finite error (not a subsample), drawn as bars
     over common bins from 0 to the largest error.
     """
-    _check(comparison)
-    if not isinstance(bins, int) or bins < 1:
-        raise InvalidInputError(f"bins must be an int >= 1, received {bins!r}.")
+    expect(comparison, Comparison, _WHAT)
+    positive_int(bins, "bins")
     errors: dict[str, np.ndarray] = {}
     for name, diffs in _by_output(comparison).items():
         parts = [np.asarray(d.abs_errors, dtype=np.float64).reshape(-1) for d in diffs if d.shape_mismatch is None]
@@ -115,7 +115,7 @@ def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
 def error_bars(comparison: Comparison) -> go.Figure:
     """Max absolute and max relative error per output (worst over the samples), with ``atol`` and
     ``rtol`` as lines; a bar is red where that output failed in some sample."""
-    _check(comparison)
+    expect(comparison, Comparison, _WHAT)
     groups = _by_output(comparison)
     names = list(groups)
     max_abs = [max(d.max_abs for d in diffs) for diffs in groups.values()]

@@ -10,12 +10,12 @@ import plotly.graph_objects as go
 
 from workbench.core.graph import ModelSummary
 from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import color, layout
+from workbench.viz._common import color, layout, positive_int
 
 
 def _histograms(source: Any) -> dict[str, Counter[str]]:
     if isinstance(source, ModelSummary):
-        return {"ops": Counter(source.op_histogram)}
+        return {"ops": Counter(source.ops)}
     before, after = getattr(source, "before", None), getattr(source, "after", None)
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         return {"before": Counter(before), "after": Counter(after)}
@@ -32,8 +32,7 @@ def op_histogram_figure(source: Any, *, top: int = 25, title: str | None = None)
 
     A before/after source gives two bar series; ops are ranked by the larger of the two counts.
     """
-    if not isinstance(top, int) or top < 1:
-        raise InvalidInputError(f"top must be an int >= 1, received {top!r}.")
+    positive_int(top, "top")
     series = _histograms(source)
     ops = sorted(set().union(*series.values()), key=lambda op: (-max(c.get(op, 0) for c in series.values()), op))
     shown = ops[:top]

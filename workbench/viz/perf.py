@@ -8,17 +8,15 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from workbench.core.bench import Measurement
-from workbench.core.pipeline import Converted, OptLevels
+from workbench.core.pipeline_results import Converted, OptLevels
 from workbench.core.session import OPT_LEVELS
-from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import FAIL_COLOR, MUTED_COLOR, PASS_COLOR, color, empty_figure, layout, ms
+from workbench.viz._common import FAIL_COLOR, MUTED_COLOR, PASS_COLOR, color, empty_figure, expect, layout, ms
 
 
 def opt_levels_figure(levels: OptLevels) -> go.Figure:
     """Median latency (ms) of a session at each ONNX Runtime optimization level, the whisker up to
     p95, and the node count of the graph ONNX Runtime saved at that level."""
-    if not isinstance(levels, OptLevels):
-        raise InvalidInputError(f"Expected the optimize stage's OptLevels, received {describe(levels)}.")
+    expect(levels, OptLevels, "the optimize stage's wb.OptLevels")
     names = [lv for lv in OPT_LEVELS if lv in levels.latency]
     title = "Latency per ONNX Runtime optimization level"
     if not names:
@@ -44,9 +42,8 @@ def quantize_figure(converted: Sequence[Converted], baseline: Measurement | None
     absolute error against the FP32 model (log); green passed its gate, red failed. The FP32
     latency (``baseline``, default: the first conversion's) is a vertical line."""
     items = list(converted)
-    bad = [c for c in items if not isinstance(c, Converted)]
-    if bad:
-        raise InvalidInputError(f"Expected the int8/fp16 stages' Converted results, received {describe(bad[0])}.")
+    for c in items:
+        expect(c, Converted, "the int8/fp16 stages' wb.Converted results")
     baseline = baseline or next((c.baseline for c in items if c.baseline is not None), None)
     title = "Conversions: accuracy vs latency"
     shown = [c for c in items if c.latency is not None and c.result.gate is not None]

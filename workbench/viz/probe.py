@@ -6,9 +6,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from workbench.core._format import esc
 from workbench.core.probe import ProbeCase, ProbeReport
-from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import FAIL_COLOR, MUTED_COLOR, PASS_COLOR, layout
+from workbench.errors import brief
+from workbench.viz._common import FAIL_COLOR, MUTED_COLOR, PASS_COLOR, expect, layout
 
 #: Status -> (code on the colour scale, colour).
 STATUS_CODES: dict[str, tuple[int, str]] = {
@@ -24,16 +25,21 @@ def _colorscale() -> list[list[Any]]:
     return scale
 
 
+def _message(case: ProbeCase) -> str:
+    """The case's message, short and escaped (plotly draws some HTML in labels)."""
+    return esc(brief(case.message, 200)) if case.message else ""
+
+
 def _hover(case: ProbeCase) -> str:
     err = f"<br>max abs {case.max_abs:.3g}" if case.max_abs is not None else ""
-    msg = f"<br>{case.message[:200]}" if case.message else ""
-    return f"{case.label}<br>{case.status}{err}{msg}"
+    msg = f"<br>{_message(case)}" if case.message else ""
+    return f"{esc(case.label)}<br>{case.status}{err}{msg}"
 
 
 def _table(report: ProbeReport, title: str) -> go.Figure:
-    cols = [[c.label for c in report.cases], [c.status for c in report.cases],
+    cols = [[esc(c.label) for c in report.cases], [c.status for c in report.cases],
             [f"{c.max_abs:.3g}" if c.max_abs is not None else "" for c in report.cases],
-            [c.message[:200] for c in report.cases]]
+            [_message(c) for c in report.cases]]
     fill = [[STATUS_CODES[c.status][1] for c in report.cases]]
     fig = go.Figure(go.Table(header=dict(values=["sizes", "status", "max abs", "message"]),
                              cells=dict(values=cols, fill=dict(color=["white", *fill, "white", "white"]))))
@@ -44,8 +50,7 @@ def probe_figure(report: ProbeReport) -> go.Figure:
     """A heatmap of status per probed shape: rows are sizes of the first dynamic axis, columns of
     the second (one row for a single axis); green match, yellow mismatch, red ORT failed, grey
     PyTorch failed. With more than two axes, a table of the cases instead."""
-    if not isinstance(report, ProbeReport):
-        raise InvalidInputError(f"Expected a wb.ProbeReport (from wb.probe_shapes), received {describe(report)}.")
+    expect(report, ProbeReport, "a wb.ProbeReport (from wb.probe_shapes)")
     title = f"Shape probes over {', '.join(report.symbols)} at {report.tolerance}: " + (
         "all match" if report.ok else f"{len(report.failures)} of {len(report.cases)} failing")
     if len(report.symbols) > 2 or not report.symbols:

@@ -9,16 +9,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.core.sweep import EAGER, SweepResult, SweepRow
-from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import MUTED_COLOR, color, empty_figure, layout, ms
+from workbench.viz._common import MUTED_COLOR, color, empty_figure, expect, layout, ms
 
 _MAX_COLS = 3
-
-
-def _check(result: Any) -> SweepResult:
-    if not isinstance(result, SweepResult):
-        raise InvalidInputError(f"Expected a wb.SweepResult (from wb.sweep), received {describe(result)}.")
-    return result
+_WHAT = "a wb.SweepResult (from wb.sweep)"
 
 
 def _ordered(values: list[Any]) -> list[Any]:
@@ -45,7 +39,7 @@ def _band(rows: list[SweepRow], config: str, seq: int | None, i: int) -> go.Scat
 def latency_figure(result: SweepResult, *, band: bool = True) -> go.Figure:
     """Median latency (ms) against batch size, one line per config (eager included), one panel per
     sequence length; with ``band`` the p50..p95 range is shaded. Failed cells are left out."""
-    _check(result)
+    expect(result, SweepResult, _WHAT)
     ok = [r for r in result.rows if r.ok]
     title = "Latency vs batch size (p50 line, p50..p95 band)"
     if not ok:
@@ -81,7 +75,7 @@ def latency_figure(result: SweepResult, *, band: bool = True) -> go.Figure:
 
 def speedup_figure(result: SweepResult) -> go.Figure:
     """Eager p50 / config p50 at each (batch, seq), one bar group per shape; 1 (eager) marked."""
-    _check(result)
+    expect(result, SweepResult, _WHAT)
     cells = [r for r in result.rows if r.ok and r.config != EAGER and r.speedup is not None]
     title = "Speedup over eager PyTorch (p50)"
     if not cells:

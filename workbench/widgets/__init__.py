@@ -3,8 +3,11 @@ function off the kernel's main thread and shows the result, or the error, inside
 
     >>> import workbench as wb
     >>> from workbench.widgets import Workbench
-    >>> zm = wb.zoo.get("text_classifier", smoke=True)
-    >>> Workbench(zm.model, zm.example_inputs, zm.spec)
+    >>> Workbench.from_case(wb.zoo.get("text_classifier", smoke=True))
+    >>> Workbench(model, example_inputs, spec=spec)          # the same, from the parts
+
+Every panel that reads an ONNX file follows its ``onnx_model`` trait; every panel that runs the
+model has a ``from_case(case, ...)`` twin of its constructor.
 """
 
 from __future__ import annotations

@@ -1,20 +1,19 @@
 """Pieces every panel uses: a background worker with cancel, a status line that shows errors
-inside the widget (JupyterLab shows callback output nowhere), and a figure refresher."""
+inside the widget (JupyterLab shows callback output nowhere), and the ``Panel`` base class."""
 
 from __future__ import annotations
 
 import functools
-import html
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
-import anywidget
 import ipywidgets as widgets
 import traitlets
-import plotly.graph_objects as go
+
+from workbench.core._format import esc
+from workbench.core.cancel import is_cancelled
 
 T = TypeVar("T")
 
@@ -24,20 +23,20 @@ _BOX = ("padding: 6px 10px; border-radius: 4px; border-left: 4px solid {color}; 
         "background: {bg}; margin: 4px 0; font-size: 13px; line-height: 1.4;")
 _BACKGROUNDS = {"idle": "transparent", "running": "#ddf4ff", "done": "#dafbe1", "failed": "#ffebe9",
                 "cancelled": "#fff8c5"}
-
-
-def escape(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+SPINNER = ("<style>@keyframes wb-spin {to {transform: rotate(360deg);}}</style>"
+           "<span style='display:inline-block;width:12px;height:12px;border:2px solid #0969da;"
+           "border-right-color:transparent;border-radius:50%;animation:wb-spin .8s linear infinite;"
+           "vertical-align:-2px;margin-right:6px'></span>")
 
 
 def error_html(exc: BaseException, *, title: str | None = None, details: str = "") -> str:
     """An exception as HTML: its type and message, what the widget adds, and the traceback folded."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    head = escape(title or f"{type(exc).__name__}")
+    head = esc(title or f"{type(exc).__name__}")
     return (f"<b>{head}</b><pre style='white-space: pre-wrap; margin: 4px 0;'>"
-            f"{escape(type(exc).__name__)}: {escape(exc)}</pre>{details}"
+            f"{esc(type(exc).__name__)}: {esc(exc)}</pre>{details}"
             f"<details><summary>Traceback</summary><pre style='white-space: pre-wrap; font-size: 11px;'>"
-            f"{escape(tb)}</pre></details>")
+            f"{esc(tb)}</pre></details>")
 
 
 class StatusLine(widgets.HTML):
@@ -78,7 +77,7 @@ def shows_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Worker(Generic[T]):
-    """Runs one job at a time on a daemon thread, with a cancel ``Event``.
+    """Runs one job at a time on a daemon thread, with a cancel ``Event`` (a core ``Cancel``).
 
     ``start(job, on_done, on_error)`` calls ``job(cancel_event)`` off the kernel's main thread;
     then ``on_done(result)`` or ``on_error(exc)`` on that thread too (widget traits may be set from
@@ -95,6 +94,11 @@ class Worker(Generic[T]):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the last job was cancelled."""
+        return is_cancelled(self.cancel_event)
+
     def start(self, job: Callable[[threading.Event], T], on_done: Callable[[T], None],
               on_error: Callable[[BaseException], None], *, tick: Callable[[float], None] | None = None,
               tick_s: float = 0.5) -> bool:
@@ -102,8 +106,7 @@ class Worker(Generic[T]):
         with self._lock:
             if self.running:
                 return False
-            self.cancel_event = threading.Event()
-            cancel = self.cancel_event
+            self.cancel_event = cancel = threading.Event()
             done = threading.Event()
 
             def run() -> None:
@@ -117,13 +120,7 @@ class Worker(Generic[T]):
                     _safely(on_done, result, on_error)
 
             if tick is not None:
-                started = time.perf_counter()
-
-                def ticker() -> None:
-                    while not done.wait(tick_s):
-                        _safely(tick, time.perf_counter() - started)
-
-                threading.Thread(target=ticker, name=f"{self.name}-tick", daemon=True).start()
+                _start_ticker(f"{self.name}-tick", tick, tick_s, done)
             self._thread = threading.Thread(target=run, name=self.name, daemon=True)
             self._thread.start()
             return True
@@ -138,6 +135,16 @@ class Worker(Generic[T]):
             return True
         thread.join(timeout)
         return not thread.is_alive()
+
+
+def _start_ticker(name: str, tick: Callable[[float], None], tick_s: float, done: threading.Event) -> None:
+    started = time.perf_counter()
+
+    def ticker() -> None:
+        while not done.wait(tick_s):
+            _safely(tick, time.perf_counter() - started)
+
+    threading.Thread(target=ticker, name=name, daemon=True).start()
 
 
 class LatestWorker(Generic[T]):
@@ -206,99 +213,6 @@ def _safely(fn: Callable[..., None], value: Any, on_error: Callable[[BaseExcepti
             _safely(on_error, exc)
         else:
             traceback.print_exc()
-
-
-def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str = "") -> None:
-    """Make ``target`` show ``figure``'s traces and layout.
-
-    A redraw of the same kind of figure (same trace types and keys, same layout keys and template)
-    is sent as one ``Plotly.update`` (restyle + relayout in one batch): the browser draws once, and
-    plotly's template is not validated again (~60 ms a figure). Any other figure replaces the
-    traces and the layout; layout keys the old one had and the new one lacks are cleared too.
-    """
-    _add_title_suffix(figure, title_suffix)
-    new_layout = figure.layout.to_plotly_json()
-    old_layout: dict[str, Any] | None = getattr(target, "_wb_layout", None)
-    new_traces = [t.to_plotly_json() for t in figure.data]
-    old_traces: list[dict[str, Any]] = getattr(target, "_wb_traces", [])
-    same_layout = (old_layout is not None and set(old_layout) == set(new_layout)
-                   and old_layout.get("template") == new_layout.get("template"))
-    same_traces = (same_layout and len(old_traces) == len(new_traces) == len(target.data)
-                   and all(o.get("type") == n.get("type") and set(o) == set(n) for o, n in zip(old_traces, new_traces)))
-    if same_traces:
-        with target.batch_update():
-            for trace, values in zip(target.data, new_traces):
-                trace.update({k: v for k, v in values.items() if k not in ("type", "uid")}, overwrite=True)
-            for key, value in new_layout.items():
-                if old_layout[key] != value:  # type: ignore[index]
-                    target.layout[key] = value
-    else:
-        with target.batch_update():
-            target.data = ()
-            target.add_traces(list(figure.data))
-            target.layout = figure.layout
-        stale = {key: None for key in set(old_layout or {}) - set(new_layout) if key != "template"}
-        if stale:
-            target.plotly_relayout(stale)
-    target._wb_layout = new_layout
-    target._wb_traces = new_traces
-
-
-def _add_title_suffix(figure: go.Figure, suffix: str) -> None:
-    if suffix and figure.layout.title.text:
-        figure.layout.title.text = f"{figure.layout.title.text} \u00b7 {suffix}"
-
-
-def figure_widget(figure: go.Figure | None = None, *, title_suffix: str = "") -> go.FigureWidget:
-    """A FigureWidget showing ``figure``, sized to its container (see ``ResizeNudge``), ready for
-    ``show_figure`` to redraw it in place."""
-    figure = figure if figure is not None else go.Figure(layout=dict(template="plotly_white", height=380))
-    _add_title_suffix(figure, title_suffix)
-    widget = go.FigureWidget(figure)
-    widget._config = {"responsive": True, "displaylogo": False}
-    widget._wb_layout = figure.layout.to_plotly_json()
-    widget._wb_traces = [t.to_plotly_json() for t in figure.data]
-    return widget
-
-
-#: One figure change at a time in the process: FigureWidgets opened by two threads at once were seen
-#: to reach the browser empty (plotly's widget sends its state in several messages).
-_FIGURES = threading.RLock()
-
-
-class FigureSlot(widgets.VBox):
-    """The place of one plotly ``FigureWidget`` in a panel, made on the first ``show``.
-
-    Each FigureWidget carries plotly's whole front end (~5 MB of JavaScript) in its widget state;
-    a panel with nothing to plot yet sends none of it, so a dashboard appears at once. A VBox, so
-    the figure is stretched to the slot's width (in a row box it would keep plotly's 700 px).
-    """
-
-    def __init__(self, name: str, *, width: str = "100%") -> None:
-        super().__init__(layout=widgets.Layout(width=width, min_width="0"))
-        self.add_class("wb-figure")
-        self.add_class(f"wb-figure-{name}")
-        self.figure: go.FigureWidget | None = None
-
-    @property
-    def data(self) -> tuple[Any, ...]:
-        """The traces shown (none before the first ``show``)."""
-        return self.figure.data if self.figure is not None else ()
-
-    def show(self, figure: go.Figure, *, title_suffix: str = "") -> None:
-        """Show ``figure``: a new FigureWidget the first time, then ``show_figure`` in place."""
-        with _FIGURES:
-            if self.figure is None:
-                self.figure = figure_widget(figure, title_suffix=title_suffix)
-                self.children = (self.figure,)
-            else:
-                show_figure(self.figure, figure, title_suffix=title_suffix)
-
-
-class ResizeNudge(anywidget.AnyWidget):
-    """Invisible; put one in a panel with figures so they fit the panel once its tab is shown."""
-
-    _esm = Path(__file__).with_name("resize.js")
 
 
 class Panel(widgets.VBox):

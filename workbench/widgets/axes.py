@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import ipywidgets as widgets
 
-from workbench.widgets._base import escape
+from workbench.core._format import esc
 
 
 class TensorRow(widgets.HBox):
@@ -23,7 +23,7 @@ class TensorRow(widgets.HBox):
         cells = [widgets.VBox([widgets.HTML(f"<small>dim {i} = {size}</small>"), field],
                               layout=widgets.Layout(margin="0 4px 0 0"))
                  for i, (size, field) in enumerate(zip(self.shape, self.dims))]
-        label = widgets.HTML(f"<small>{escape(kind)}</small><br><code>{escape(list(self.shape))}</code>",
+        label = widgets.HTML(f"<small>{esc(kind)}</small><br><code>{esc(list(self.shape))}</code>",
                              layout=widgets.Layout(width="90px"))
         super().__init__([label, widgets.VBox([widgets.HTML("<small>name</small>"), self.name]), *cells],
                          layout=widgets.Layout(align_items="flex-end", margin="2px 0"))
@@ -38,16 +38,24 @@ class TensorRow(widgets.HBox):
 
 
 class AxesEditor(widgets.VBox):
-    """Rows for the inputs (from the example) and the outputs (from a run of the model)."""
+    """Rows for the inputs (from the example) and the outputs (from a run of the model, which
+    ``set_outputs`` adds once it is done)."""
 
     def __init__(self, inputs: Sequence[tuple[str, Sequence[int]]], outputs: Sequence[tuple[str, Sequence[int]]],
                  dynamic_axes: Mapping[str, Mapping[int, str]]) -> None:
         self.input_rows = [TensorRow("input", n, s, dynamic_axes.get(n, {})) for n, s in inputs]
-        self.output_rows = [TensorRow("output", n, s, dynamic_axes.get(n, {})) for n, s in outputs]
-        note = widgets.HTML("<small style='color:#6e7781'>Leave a dimension empty for a static size, or give it a "
-                            "symbolic name (the same name on two tensors means equal sizes).</small>")
-        super().__init__([*self.input_rows, *self.output_rows, note])
+        self.output_rows: list[TensorRow] = []
+        self.note = widgets.HTML("<small style='color:#6e7781'>Leave a dimension empty for a static size, or give it "
+                                 "a symbolic name (the same name on two tensors means equal sizes).</small>")
+        super().__init__()
         self.add_class("wb-axes-editor")
+        self.set_outputs(outputs, dynamic_axes)
+
+    def set_outputs(self, outputs: Sequence[tuple[str, Sequence[int]]],
+                    dynamic_axes: Mapping[str, Mapping[int, str]]) -> None:
+        """Replace the output rows (names and shapes of the model's outputs)."""
+        self.output_rows = [TensorRow("output", n, s, dynamic_axes.get(n, {})) for n, s in outputs]
+        self.children = (*self.input_rows, *self.output_rows, self.note)
 
     @property
     def rows(self) -> list[TensorRow]:

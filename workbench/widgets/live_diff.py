@@ -1,8 +1,9 @@
 """``LiveDiff``: PyTorch vs ONNX Runtime, redrawn whenever the session config or the inputs change.
 
-Each redraw is one ``wb.compare`` (on a session from ``wb.open_session``, kept while only the
-inputs change) and the ``workbench.viz`` figures of the ``Comparison``, shown in plotly
-``FigureWidget``s. The work runs off the kernel's main thread; only the newest request is shown.
+Each redraw is one ``wb.compare`` on a session from ``wb.load_session`` (the core's shared,
+memoized loader: moving a slider reuses the session) and the ``workbench.viz`` figures of the
+``Comparison``, shown in plotly ``FigureWidget``s. Everything (making the inputs, the session,
+the comparison, the figures) runs off the kernel's main thread; only the newest request is shown.
 """
 
 from __future__ import annotations
@@ -16,27 +17,48 @@ import ipywidgets as widgets
 import traitlets
 from torch import nn
 
-from workbench.core.compare import TOLERANCES, Comparison, compare
-from workbench.core.inputs import as_input_tuple, axis_symbols, example_sizes, resize_inputs
-from workbench.core.session import SessionConfig, open_session
+from workbench.core._format import badge, esc
+from workbench.core.case import ModelCase
+from workbench.core.compare import Comparison, compare
+from workbench.core.feeds import as_samples
+from workbench.core.inputs import as_input_tuple
+from workbench.core.session import SessionConfig, load_session
 from workbench.core.spec import ExportSpec
+from workbench.core.tolerance import TOLERANCES, Tolerance
 from workbench.errors import InvalidInputError
 from workbench.viz import error_bars, error_histogram, values_scatter
-from workbench.widgets._base import FigureSlot, LatestWorker, Panel, ResizeNudge, escape
+from workbench.widgets._base import LatestWorker, Panel
+from workbench.widgets._figures import FigureSlot, ResizeNudge
+from workbench.widgets._traits import OnnxFile, checked_size, checked_tolerance, refused
+
+#: The largest batch the batch slider offers (the sequence slider goes to ``max_seq``).
+MAX_BATCH = 16
 
 
-def badge_html(comparison: Comparison, config: SessionConfig) -> str:
-    ok = comparison.ok
-    color, text = ("#1a7f37", "PASS") if ok else ("#cf222e", "FAIL")
+def verdict_html(comparison: Comparison, config: SessionConfig) -> str:
+    """The comparison's own ``_repr_html_`` (its pass/fail badge and table), under a line saying the
+    config, the input shapes and the providers it ran on."""
+    verdict = "pass" if comparison.ok else "fail"
     shapes = "; ".join(", ".join(str(list(s)) for s in sample) for sample in comparison.input_shapes)
-    mism = sum(o.mismatches for o in comparison.outputs)
-    return (f"<span class='wb-badge wb-badge-{text.lower()}' style='background:{color};color:white;"
-            f"padding:2px 10px;border-radius:10px;font-weight:bold'>{text}</span> "
-            f"<span class='wb-diff-config'>config <code>{escape(config.label())}</code></span> \u00b7 "
-            f"{escape(comparison.tolerance)} (rtol {comparison.rtol:g}, atol {comparison.atol:g}) \u00b7 "
-            f"max abs {comparison.max_abs:.3g} \u00b7 max rel {comparison.max_rel:.3g} \u00b7 "
-            f"{mism} value(s) beyond tolerance \u00b7 inputs {escape(shapes)} \u00b7 "
-            f"on {escape(', '.join(p.replace('ExecutionProvider', '') for p in comparison.providers))}")
+    providers = ", ".join(p.replace("ExecutionProvider", "") for p in comparison.providers)
+    return (f"<div class='wb-verdict wb-verdict-{verdict}'>"
+            f"<span class='wb-diff-config'>config <code>{esc(config.label())}</code></span> \u00b7 "
+            f"inputs {esc(shapes)} \u00b7 on {esc(providers)}{comparison._repr_html_()}</div>")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One redraw's arguments, read on the main thread, used on the worker."""
+
+    model: nn.Module
+    case: ModelCase | None
+    onnx_model: str
+    config: SessionConfig
+    inputs: Any
+    batch: int | None
+    seq: int | None
+    tolerance: Tolerance
+    requested: float
 
 
 @dataclass
@@ -47,133 +69,174 @@ class _Outcome:
     timings: dict[str, float]
 
 
-def _one_sample(inputs: Any) -> tuple[Any, ...] | None:
-    """``inputs`` as a tuple of tensors when it is one sample (not a list of samples), else ``None``."""
+def compare_request(request: _Request) -> _Outcome:
+    """The worker's job: the inputs (the case's, at the sliders' sizes, unless given), the session
+    (``load_session``) and the comparison, each timed."""
+    start = time.perf_counter()
+    inputs = request.inputs
     if inputs is None:
-        return None
-    try:
-        return as_input_tuple(inputs)
-    except InvalidInputError:
-        return None
+        assert request.case is not None  # refresh() sends no request without either
+        inputs = request.case.make_inputs(request.batch, request.seq)
+    made = time.perf_counter()
+    session = load_session(request.onnx_model, request.config)
+    opened = time.perf_counter()
+    comparison = compare(request.model, session, inputs, tolerance=request.tolerance)
+    return _Outcome(comparison, request.config, request.requested, {
+        "wait": start - request.requested, "inputs": made - start, "session": opened - made,
+        "compare": time.perf_counter() - opened})
+
+
+def _case(model: nn.Module, example_inputs: Any, inputs: Any, spec: ExportSpec | None,
+          input_factory: Callable[..., Any] | None) -> ModelCase | None:
+    """The case the sliders make inputs from: the example inputs, else ``inputs`` when they are one
+    sample; ``None`` without either (bad example inputs raise, as ``ModelCase`` does)."""
+    if example_inputs is None:
+        try:
+            example_inputs = as_input_tuple(inputs)
+        except InvalidInputError:
+            return None
+    return ModelCase(name=type(model).__name__, model=model, example_inputs=example_inputs, spec=spec,
+                     input_factory=input_factory)
 
 
 class LiveDiff(Panel):
     """PyTorch vs ORT values (scatter with y = x), the |error| histogram (log scale), the worst
-    error per output against the tolerance, and a pass/fail badge.
+    error per output against the tolerance, and the comparison's pass/fail verdict.
 
-    Redraws when ``config``, ``inputs``, ``onnx_path`` or ``tolerance`` change. With ``spec`` (and
-    ``example_inputs``) it shows one slider per dynamic input axis (batch, sequence length...) that
-    remakes the inputs with ``resize_inputs``.
+    Redraws when ``config``, ``inputs``, ``onnx_model``, ``tolerance``, ``batch`` or ``seq`` change.
+    With ``example_inputs`` (and a ``spec`` with dynamic axes, or an ``input_factory``) it shows a
+    slider for the batch size and one for the sequence length; while ``inputs`` is ``None`` the
+    inputs are ``ModelCase.make_inputs(batch, seq)``. Setting ``inputs`` compares on those instead,
+    until a slider moves.
     """
 
-    onnx_path = traitlets.Unicode("", help="The ONNX file compared ('' for none yet).")
+    onnx_model = OnnxFile("", help="The ONNX file compared ('' for none yet).")
     config = traitlets.Instance(SessionConfig, help="The ONNX Runtime session config.")
-    inputs = traitlets.Any(None, help="One tuple of tensors, or a list of such tuples (samples).")
+    inputs = traitlets.Any(None, help="One tuple of tensors, or a list of such tuples (samples); None: the "
+                                      "example inputs resized to batch and seq.")
+    batch = traitlets.Int(None, allow_none=True, help="The batch size of the inputs made from the example.")
+    seq = traitlets.Int(None, allow_none=True, help="The sequence length of the inputs made from the example.")
     tolerance = traitlets.Any("fp32", help="A preset name (fp32, fp16, int8) or a pair (rtol, atol).")
     comparison = traitlets.Instance(Comparison, allow_none=True, help="The last comparison shown.")
     redraws = traitlets.Int(0, help="How many comparisons have been drawn.")
     last_redraw_s = traitlets.Float(0.0, help="Seconds from the last request to its figures being sent.")
-    timings = traitlets.Dict(help="Seconds of the last redraw: wait, session, compare, figures, send, total.")
+    timings = traitlets.Dict(help="Seconds of the last redraw: wait, inputs, session, compare, figures, send, total.")
 
-    def __init__(self, model: nn.Module, onnx_path: str | Path = "", inputs: Any = None, *,
-                 config: SessionConfig | None = None, tolerance: Any = "fp32", spec: ExportSpec | None = None,
-                 example_inputs: Any = None, max_size: int = 256) -> None:
+    def __init__(self, model: nn.Module, onnx_model: str | Path = "", inputs: Any = None, *,
+                 tolerance: Tolerance = "fp32", config: SessionConfig | None = None, spec: ExportSpec | None = None,
+                 example_inputs: Any = None, input_factory: Callable[..., Any] | None = None,
+                 max_seq: int = 256) -> None:
+        self._ready = False
         self.model = model
+        self.case = _case(model, example_inputs, inputs, spec, input_factory)
         self._worker: LatestWorker[_Outcome] = LatestWorker("workbench-live-diff")
-        self._session: tuple[tuple[str, float, SessionConfig], Any] | None = None
-        self.spec = spec
-        self.example_inputs = _one_sample(example_inputs if example_inputs is not None else inputs)
-        self.sliders = self._make_sliders(max_size)
+        self.sliders = self._make_sliders(max_seq)
         self.tolerance_picker = widgets.Dropdown(options=list(TOLERANCES), description="tolerance",
-                                                 value=tolerance if tolerance in TOLERANCES else None,
                                                  layout=widgets.Layout(width="200px"))
-        self.badge = widgets.HTML()
-        self.badge.add_class("wb-diff-badge")
+        self.verdict = widgets.HTML()
+        self.verdict.add_class("wb-diff-verdict")
         self.scatter = FigureSlot("scatter", width="50%")
         self.histogram = FigureSlot("histogram", width="50%")
         self.bars = FigureSlot("bars")
         plots = widgets.VBox([widgets.HBox([self.scatter, self.histogram]), self.bars])
         controls = widgets.HBox([*self.sliders.values(), self.tolerance_picker],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        super().__init__(children=[widgets.HTML("<b>PyTorch vs ONNX Runtime</b>"), controls, self.badge,
+        super().__init__(children=[widgets.HTML("<b>PyTorch vs ONNX Runtime</b>"), controls, self.verdict,
                                    self.status, plots, ResizeNudge()])
         self.add_class("wb-live-diff")
-        with self.hold_trait_notifications():
-            self.config = config or SessionConfig()
-            self.tolerance = tolerance
-            self.inputs = inputs if inputs is not None else self._inputs_from_sliders()
-            self.onnx_path = str(onnx_path) if onnx_path else ""
-        for slider in self.sliders.values():
-            slider.observe(self._slider_moved, names="value")
-        self.tolerance_picker.observe(self._tolerance_picked, names="value")
-        if not self.onnx_path:
-            self._set_state("idle", "No ONNX model yet: export one to compare it with PyTorch.")
+        self.config = config or SessionConfig()
+        self.tolerance = tolerance
+        self.inputs = inputs
+        self.onnx_model = onnx_model
+        for name, slider in self.sliders.items():
+            self.set_trait(name, slider.value)
+            traitlets.link((slider, "value"), (self, name))
+        self.tolerance_picker.observe(self._use_picked_tolerance, names="value")
+        self._show_tolerance_in_picker({"new": self.tolerance})
+        self._ready = True
+        self.refresh()
 
-    def _make_sliders(self, max_size: int) -> dict[str, widgets.IntSlider]:
-        if self.spec is None or self.example_inputs is None:
+    @classmethod
+    def from_case(cls, case: ModelCase, onnx_model: str | Path = "", **options: Any) -> LiveDiff:
+        """A diff of ``case``'s model on its example inputs (sliders from its spec), at its tolerance
+        and config; ``options`` as for the constructor."""
+        options = {"tolerance": case.tolerance, "config": case.config, **options}
+        return cls(case.model, onnx_model, spec=case.spec, example_inputs=case.example_inputs,
+                   input_factory=case.input_factory, **options)
+
+    def _make_sliders(self, max_seq: int) -> dict[str, widgets.IntSlider]:
+        """One slider for the example's batch size and one for its sequence length, where it has them."""
+        if self.case is None:
             return {}
-        sizes = example_sizes(self.example_inputs, self.spec.input_names, self.spec.dynamic_axes)
         sliders = {}
-        for symbol in axis_symbols(self.spec.dynamic_axes, self.spec.input_names):
-            value = sizes.get(symbol, 1)
-            slider = widgets.IntSlider(value=value, min=1, max=max(max_size if "seq" in symbol else 16, value),
-                                       description=symbol, continuous_update=False,
-                                       layout=widgets.Layout(width="300px"))
-            slider.add_class(f"wb-slider-{symbol}")
-            sliders[symbol] = slider
+        for name, value, top in zip(("batch", "seq"), self.case.example_sizes(), (MAX_BATCH, max_seq)):
+            if value is None:
+                continue
+            slider = widgets.IntSlider(value=value, min=1, max=max(top, value), description=name,
+                                       continuous_update=False, layout=widgets.Layout(width="300px"))
+            slider.add_class(f"wb-slider-{name}")
+            sliders[name] = slider
         return sliders
 
-    def _inputs_from_sliders(self) -> Any:
-        if self.example_inputs is None:
-            return None
-        if not self.sliders or self.spec is None:
-            return self.example_inputs
-        sizes = {symbol: int(s.value) for symbol, s in self.sliders.items()}
-        return resize_inputs(self.example_inputs, self.spec.input_names, self.spec.dynamic_axes, sizes)
+    @traitlets.validate("tolerance")
+    def _check_tolerance(self, proposal: dict[str, Any]) -> Tolerance:
+        return checked_tolerance(proposal["value"])
 
-    def _slider_moved(self, change: dict[str, Any]) -> None:
-        try:
-            self.inputs = self._inputs_from_sliders()
-        except Exception as exc:  # shown in the widget
-            self._fail(exc, title="Could not make inputs of that size")
+    @traitlets.validate("batch", "seq")
+    def _check_size(self, proposal: dict[str, Any]) -> int | None:
+        name, value = proposal["trait"].name, checked_size(proposal["value"], proposal["trait"].name)
+        slider = self.sliders.get(name)
+        if slider is not None and value is not None and value > slider.max:
+            slider.max = value  # a size past the slider's end widens it, rather than being clipped
+        return value
 
-    def _tolerance_picked(self, change: dict[str, Any]) -> None:
+    @traitlets.validate("inputs")
+    def _check_inputs(self, proposal: dict[str, Any]) -> Any:
+        if proposal["value"] is not None:
+            try:
+                as_samples(proposal["value"])
+            except InvalidInputError as exc:
+                raise refused(exc) from exc
+        return proposal["value"]
+
+    def _use_picked_tolerance(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.tolerance = change["new"]
 
-    @traitlets.observe("config", "inputs", "onnx_path", "tolerance")
-    def _changed(self, change: dict[str, Any]) -> None:
+    @traitlets.observe("tolerance")
+    def _show_tolerance_in_picker(self, change: dict[str, Any]) -> None:
+        self.tolerance_picker.value = change["new"] if change["new"] in TOLERANCES else None
+
+    @traitlets.observe("batch", "seq")
+    def _use_the_sliders_sizes(self, change: dict[str, Any]) -> None:
+        """A slider moved: compare on the example resized to it (given ``inputs`` are dropped)."""
+        if self.inputs is not None:
+            self.inputs = None  # compares again
+        else:
+            self.refresh()
+
+    @traitlets.observe("config", "inputs", "onnx_model", "tolerance")
+    def _compare_again(self, change: dict[str, Any]) -> None:
         self.refresh()
 
     def refresh(self) -> None:
         """Compare again and redraw (off the main thread); see ``wait()``."""
-        if not self.onnx_path or self.inputs is None:
+        if not self._ready:
             return
-        requested = time.perf_counter()
-        path, config, inputs, tolerance = self.onnx_path, self.config, self.inputs, self.tolerance
-        self._set_state("running", f"Comparing with <code>{escape(config.label())}</code>\u2026")
-        self._worker.submit(lambda: self._compare(path, config, inputs, tolerance, requested),
-                            self._draw, self._failed)
-
-    def _compare(self, path: str, config: SessionConfig, inputs: Any, tolerance: Any, requested: float) -> _Outcome:
-        start = time.perf_counter()
-        session = self._session_for(path, config)
-        opened = time.perf_counter()
-        comparison = compare(self.model, session, inputs, tolerance)
-        return _Outcome(comparison, config, requested, {"wait": start - requested, "session": opened - start,
-                                                        "compare": time.perf_counter() - opened})
-
-    def _session_for(self, path: str, config: SessionConfig) -> Any:
-        """One ``open_session`` per (file version, config): moving a slider reuses it."""
-        key = (path, Path(path).stat().st_mtime, config)
-        if self._session is None or self._session[0] != key:
-            self._session = None
-            self._session = (key, open_session(path, config))
-        return self._session[1]
+        if not self.onnx_model:
+            self._set_state("idle", "No ONNX model yet: export one to compare it with PyTorch.")
+            return
+        if self.inputs is None and self.case is None:
+            self._set_state("idle", "No inputs yet: set <code>inputs</code> (or pass example_inputs).")
+            return
+        request = _Request(self.model, self.case, self.onnx_model, self.config, self.inputs, self.batch, self.seq,
+                           self.tolerance, time.perf_counter())
+        self._set_state("running", f"Comparing with <code>{esc(request.config.label())}</code>\u2026")
+        self._worker.submit(lambda: compare_request(request), self._draw, self._show_failure)
 
     def _draw(self, outcome: _Outcome) -> None:
-        comparison, config = outcome.comparison, outcome.config
-        label = config.label()
+        """Build and send the three figures (on the worker thread), then the verdict and status."""
+        comparison, label = outcome.comparison, outcome.config.label()
         timings = dict(outcome.timings, figures=0.0, send=0.0)
         builders: list[tuple[FigureSlot, Callable[[Comparison], Any]]] = [
             (self.scatter, values_scatter), (self.histogram, error_histogram), (self.bars, error_bars)]
@@ -184,21 +247,19 @@ class LiveDiff(Panel):
             target.show(figure, title_suffix=label)
             timings["figures"] += built - start
             timings["send"] += time.perf_counter() - built
-        self.badge.value = badge_html(comparison, config)
+        self.verdict.value = verdict_html(comparison, outcome.config)
         self.comparison = comparison
         self.last_redraw_s = time.perf_counter() - outcome.requested
         self.timings = dict(timings, total=self.last_redraw_s)
         self.redraws += 1
-        verdict = "pass" if comparison.ok else "FAIL"
         parts = ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "wait")
-        self._set_state("done", f"Compared with <code>{escape(label)}</code>: {verdict} "
+        self._set_state("done", f"Compared with <code>{esc(label)}</code>: {'pass' if comparison.ok else 'FAIL'} "
                                 f"(drawn {self.last_redraw_s:.2f} s after the change"
                                 f"<span style='color:#6e7781'>: {parts} s</span>)")
 
-    def _failed(self, exc: BaseException) -> None:
+    def _show_failure(self, exc: BaseException) -> None:
         self.comparison = None
-        self.badge.value = ("<span class='wb-badge wb-badge-error' style='background:#6e7781;color:white;"
-                            "padding:2px 10px;border-radius:10px;font-weight:bold'>NO RESULT</span>")
+        self.verdict.value = f"<div class='wb-verdict wb-verdict-none'>{badge(None, 'NO RESULT')}</div>"
         self._fail(exc, title="The comparison failed")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -206,4 +267,4 @@ class LiveDiff(Panel):
         return self._worker.wait(timeout)
 
     def __repr__(self) -> str:
-        return f"LiveDiff({self.onnx_path!r}, config={self.config.label()!r}, state={self.state!r})"
+        return f"LiveDiff({self.onnx_model!r}, config={self.config.label()!r}, state={self.state!r})"

@@ -6,127 +6,154 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
 import traitlets
 from torch import nn
 
-from workbench.core.inputs import as_input_tuple, axis_symbols, example_sizes
+from workbench.core._format import esc
+from workbench.core.case import ModelCase
+from workbench.core.inputs import as_input_tuple
 from workbench.core.session import OPT_LEVELS, SessionConfig
 from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, sweep
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
-from workbench.widgets._base import FigureSlot, Panel, ResizeNudge, Worker, escape
+from workbench.widgets._base import Panel, Worker
+from workbench.widgets._figures import FigureSlot, ResizeNudge
+from workbench.widgets._traits import OnnxFile, checked_sizes, format_sizes, parse_sizes
 
 #: Seconds between live redraws of the plots while a sweep runs.
 LIVE_REDRAW_S = 0.75
 
 
-def parse_sizes(text: str, what: str, *, allow_none: bool = False) -> list[int | None]:
-    """``"1, 2, 4"`` -> ``[1, 2, 4]``; ``"none"`` -> ``[None]`` where allowed."""
-    items = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
-    if allow_none and [t.lower() for t in items] in ([], ["none"], ["-"]):
-        return [None]
-    try:
-        values = [int(t) for t in items]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise InvalidInputError(f"{what} must be a comma-separated list of ints >= 1, such as '1, 2, 4', "
-                                f"received {text!r}.")
-    return list(dict.fromkeys(values))
+def default_seq_lens(model: nn.Module, example_inputs: Any, spec: ExportSpec | None,
+                     input_factory: Callable[..., Any] | None) -> list[int | None]:
+    """The example's sequence length and twice it, where the example has one; ``[16, 64]`` for an
+    input factory without a spec; else ``[None]`` (no sequence axis)."""
+    if example_inputs is not None:
+        case = ModelCase(name=type(model).__name__, model=model, example_inputs=as_input_tuple(example_inputs),
+                         spec=spec, input_factory=input_factory)
+        seq = case.example_sizes()[1]
+        if seq is not None:
+            return [seq, 2 * seq]
+    return [16, 64] if input_factory is not None and spec is None else [None]
 
 
-def _seq_default(spec: ExportSpec | None, example_inputs: Any, has_factory: bool) -> str:
-    if spec is not None and example_inputs is not None:
-        symbols = axis_symbols(spec.dynamic_axes, spec.input_names)
-        if len(symbols) >= 2:
-            seq = example_sizes(as_input_tuple(example_inputs), spec.input_names, spec.dynamic_axes).get(symbols[1], 16)
-            return f"{seq}, {2 * seq}"
-        return "none"
-    return "16, 64" if has_factory else "none"
+def _checkbox(description: str, value: bool, **layout: str) -> widgets.Checkbox:
+    return widgets.Checkbox(value=value, description=description, indent=False,
+                            layout=widgets.Layout(width="auto", **layout))
 
 
 class LatencySweep(Panel):
     """Batch sizes x sequence lengths x configs (PyTorch eager, ORT optimization levels, the
-    session toggles' config), timed by ``wb.sweep``; ``result`` holds the ``SweepResult``."""
+    session toggles' config), timed by ``wb.sweep``; ``result`` holds the ``SweepResult``.
 
-    onnx_path = traitlets.Unicode("", help="The ONNX file timed ('' for none yet).")
+    ``batch_sizes`` and ``seq_lens`` follow the two text fields (and move them when set).
+    """
+
+    onnx_model = OnnxFile("", help="The ONNX file timed ('' for none yet).")
+    batch_sizes = traitlets.Any([1, 2, 4, 8], help="The batch sizes of the grid: a list of ints >= 1 (or text).")
+    seq_lens = traitlets.Any([None], help="The sequence lengths of the grid: ints >= 1, or [None] for no "
+                                          "sequence axis (or text).")
     extra_config = traitlets.Instance(SessionConfig, allow_none=True,
                                       help="One more config to offer (e.g. the session toggles' value).")
     result = traitlets.Instance(SweepResult, allow_none=True, help="The last sweep's result (partial if cancelled).")
 
-    def __init__(self, model: nn.Module, onnx_path: str | Path = "", *, spec: ExportSpec | None = None,
-                 example_inputs: Any = None, input_factory: Callable[..., Any] | None = None,
-                 batch_sizes: str = "1, 2, 4, 8", seq_lens: str | None = None, runs: int = 10, warmup: int = 2,
-                 extra_config: SessionConfig | None = None) -> None:
+    def __init__(self, model: nn.Module, onnx_model: str | Path = "", *, example_inputs: Any = None,
+                 spec: ExportSpec | None = None, input_factory: Callable[..., Any] | None = None,
+                 batch_sizes: str | Sequence[int] = (1, 2, 4, 8), seq_lens: str | Sequence[int | None] | None = None,
+                 runs: int = 10, warmup: int = 2, extra_config: SessionConfig | None = None) -> None:
         self.model = model
-        self.spec = spec
-        self.example_inputs = example_inputs
-        self.input_factory = input_factory
+        self._inputs_from = {"example_inputs": example_inputs, "spec": spec, "input_factory": input_factory}
         self._worker: Worker[SweepResult] = Worker("workbench-sweep")
         self._last_draw = 0.0
-        self.batch_sizes = widgets.Text(value=batch_sizes, description="batch sizes", layout=widgets.Layout(width="260px"))
-        self.seq_lens = widgets.Text(value=seq_lens or _seq_default(spec, example_inputs, input_factory is not None),
-                                     description="seq lengths", layout=widgets.Layout(width="260px"))
+        self.batch_field = widgets.Text(description="batch sizes", layout=widgets.Layout(width="260px"))
+        self.seq_field = widgets.Text(description="seq lengths", layout=widgets.Layout(width="260px"))
         self.runs = widgets.BoundedIntText(value=runs, min=1, max=10_000, description="runs/cell",
                                            layout=widgets.Layout(width="160px"))
         self.warmup = widgets.BoundedIntText(value=warmup, min=0, max=1000, description="warmup",
                                              layout=widgets.Layout(width="160px"))
-        self.eager_box = widgets.Checkbox(value=True, description="PyTorch eager", indent=False,
-                                          layout=widgets.Layout(width="auto"))
-        self.level_boxes = {level: widgets.Checkbox(value=level == "all", description=f"ORT {level}", indent=False,
-                                                    layout=widgets.Layout(width="auto")) for level in OPT_LEVELS}
-        self.extra_box = widgets.Checkbox(value=True, description="session toggles", indent=False,
-                                          layout=widgets.Layout(width="auto", display="none"))
-        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
-        self.run_button.add_class("wb-sweep-run")
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
-        self.cancel_button.add_class("wb-sweep-cancel")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="320px"))
-        self.progress_label = widgets.Label("")
+        self.eager_box = _checkbox("PyTorch eager", True)
+        self.level_boxes = {level: _checkbox(f"ORT {level}", level == "all") for level in OPT_LEVELS}
+        self.extra_box = _checkbox("session toggles", True, display="none")
+        self._make_buttons()
         self.latency = FigureSlot("latency", width="50%")
         self.speedup = FigureSlot("speedup", width="50%")
         self.table = widgets.HTML()
         self.table.add_class("wb-sweep-table")
-        self.csv_path = widgets.Text(value="sweep.csv", layout=widgets.Layout(width="240px"))
+        self.csv_out = widgets.Text(value="sweep.csv", layout=widgets.Layout(width="240px"))
+        super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), self._grid(), self.status,
+                                   widgets.HBox([self.latency, self.speedup]), self.table,
+                                   widgets.HBox([self.csv_out, self.csv_button]), ResizeNudge()])
+        self.add_class("wb-latency-sweep")
+        self.batch_sizes = batch_sizes
+        self.seq_lens = seq_lens if seq_lens is not None else default_seq_lens(model, **self._inputs_from)
+        self.extra_config = extra_config
+        self.onnx_model = onnx_model
+        self._write_grid_fields({})
+        self._say_what_is_ready({})
+
+    @classmethod
+    def from_case(cls, case: ModelCase, onnx_model: str | Path = "", **options: Any) -> LatencySweep:
+        """A sweep of ``case``'s model with inputs from its input maker; ``options`` as for the constructor."""
+        return cls(case.model, onnx_model, example_inputs=case.example_inputs, spec=case.spec,
+                   input_factory=case.input_factory, **options)
+
+    def _make_buttons(self) -> None:
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.run_button.add_class("wb-sweep-run")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.cancel_button.add_class("wb-sweep-cancel")
         self.csv_button = widgets.Button(description="Save CSV", icon="download")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="320px"))
+        self.progress_label = widgets.Label("")
         self.run_button.on_click(lambda _: self.run())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.csv_button.on_click(lambda _: self._save_csv())
-        grid = widgets.VBox([
-            widgets.HBox([self.batch_sizes, self.seq_lens, self.runs, self.warmup], layout=widgets.Layout(flex_flow="row wrap")),
+
+    def _grid(self) -> widgets.VBox:
+        wrap = widgets.Layout(flex_flow="row wrap")
+        return widgets.VBox([
+            widgets.HBox([self.batch_field, self.seq_field, self.runs, self.warmup], layout=wrap),
             widgets.HBox([widgets.Label("configs", layout=widgets.Layout(width="60px")), self.eager_box,
                           *self.level_boxes.values(), self.extra_box], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label],
                          layout=widgets.Layout(align_items="center")),
         ])
-        plots = widgets.HBox([self.latency, self.speedup])
-        csv = widgets.HBox([self.csv_path, self.csv_button])
-        super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), grid, self.status, plots, self.table, csv,
-                                   ResizeNudge()])
-        self.add_class("wb-latency-sweep")
-        self.extra_config = extra_config
-        self.onnx_path = str(onnx_path) if onnx_path else ""
-        self._idle_message()
+
+    @traitlets.validate("batch_sizes")
+    def _check_batch_sizes(self, proposal: dict[str, Any]) -> list[int | None]:
+        return checked_sizes(proposal["value"], "batch sizes")
+
+    @traitlets.validate("seq_lens")
+    def _check_seq_lens(self, proposal: dict[str, Any]) -> list[int | None]:
+        return checked_sizes(proposal["value"], "seq lengths", allow_none=True)
+
+    @traitlets.observe("batch_sizes", "seq_lens")
+    def _write_grid_fields(self, change: dict[str, Any]) -> None:
+        self.batch_field.value = format_sizes(self.batch_sizes)
+        self.seq_field.value = format_sizes(self.seq_lens)
+
+    def _read_grid_fields(self) -> None:
+        """Set ``batch_sizes`` and ``seq_lens`` from the text fields (``InvalidInputError`` if unreadable)."""
+        self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
+        self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
 
     @traitlets.observe("extra_config")
-    def _offer_extra(self, change: dict[str, Any]) -> None:
+    def _offer_the_toggles_config(self, change: dict[str, Any]) -> None:
         config = change["new"]
         self.extra_box.layout.display = "none" if config is None else ""
         if config is not None:
             self.extra_box.description = f"session toggles ({config.label()})"
 
-    @traitlets.observe("onnx_path")
-    def _path_changed(self, change: dict[str, Any]) -> None:
-        if not self._worker.running:
-            self._idle_message()
-
-    def _idle_message(self) -> None:
-        if self.onnx_path:
-            self._set_state("idle", f"Ready to time <code>{escape(Path(self.onnx_path).name)}</code>: pick the grid, "
+    @traitlets.observe("onnx_model")
+    def _say_what_is_ready(self, change: dict[str, Any]) -> None:
+        if self._worker.running:
+            return
+        if self.onnx_model:
+            self._set_state("idle", f"Ready to time <code>{esc(Path(self.onnx_model).name)}</code>: pick the grid, "
                                     "then press <b>Run</b>.")
         else:
             self._set_state("idle", "No ONNX model yet: export one to time it.")
@@ -152,31 +179,27 @@ class LatencySweep(Panel):
     def _start(self) -> None:
         if self._worker.running:
             return
-        if not self.onnx_path:
-            raise InvalidInputError("There is no ONNX model to time yet: export one first (or set onnx_path).")
-        batches = parse_sizes(self.batch_sizes.value, "batch sizes")
-        seqs = parse_sizes(self.seq_lens.value, "seq lengths", allow_none=True)
-        configs = self.selected_configs()
-        include_eager = bool(self.eager_box.value)
+        if not self.onnx_model:
+            raise InvalidInputError("There is no ONNX model to time yet: export one first (or set onnx_model).")
+        self._read_grid_fields()
+        configs, include_eager = self.selected_configs(), bool(self.eager_box.value)
         if not configs and not include_eager:
             raise InvalidInputError("No config is ticked: tick PyTorch eager or an ORT level.")
-        kwargs: dict[str, Any] = dict(
-            include_eager=include_eager, warmup=int(self.warmup.value), runs=int(self.runs.value),
-            input_factory=self.input_factory, spec=None if self.input_factory else self.spec,
-            example_inputs=None if self.input_factory else self.example_inputs)
-        path, model = self.onnx_path, self.model
-        total = len(batches) * len(seqs) * (len(configs) + include_eager)
+        options: dict[str, Any] = dict(
+            batch_sizes=list(self.batch_sizes), seq_lens=list(self.seq_lens), configs=configs,
+            include_eager=include_eager, warmup=int(self.warmup.value), runs=int(self.runs.value), **self._inputs_from)
+        onnx_model, model = self.onnx_model, self.model
+        total = len(self.batch_sizes) * len(self.seq_lens) * (len(configs) + include_eager)
         self.progress.max, self.progress.value, self.progress.bar_style = total, 0, "info"
         self.progress_label.value = f"0/{total}"
         self._busy(True)
         self._last_draw = 0.0
-        self._set_state("running", f"Timing {total} cells of <code>{escape(Path(path).name)}</code>\u2026")
+        self._set_state("running", f"Timing {total} cells of <code>{esc(Path(onnx_model).name)}</code>\u2026")
 
         def job(cancel: threading.Event) -> SweepResult:
-            return sweep(model, path, batches, seqs, configs, cancel=cancel, progress=self._progress,
-                         on_row=self._partial, **kwargs)
+            return sweep(model, onnx_model, cancel=cancel, on_row=self._show_partial, **options)
 
-        self._worker.start(job, self._done, self._failed)
+        self._worker.start(job, self._show_result, self._show_failure)
 
     def cancel(self) -> None:
         """Stop the sweep before its next cell; the rows so far are kept (``result.cancelled``)."""
@@ -193,9 +216,9 @@ class LatencySweep(Panel):
         """The last result as a DataFrame (one row per cell)."""
         return self._need_result().to_pandas()
 
-    def to_csv(self, path: str | Path) -> Path:
-        """Write the last result as CSV; returns the path."""
-        return self._need_result().to_csv(path)
+    def to_csv(self, out: str | Path) -> Path:
+        """Write the last result as CSV to ``out``; returns its path."""
+        return self._need_result().to_csv(out)
 
     def _need_result(self) -> SweepResult:
         if self.result is None:
@@ -204,25 +227,30 @@ class LatencySweep(Panel):
 
     def _save_csv(self) -> None:
         try:
-            target = self.to_csv(self.csv_path.value.strip() or "sweep.csv")
+            target = self.to_csv(self.csv_out.value.strip() or "sweep.csv")
         except Exception as exc:  # shown in the widget
             self._fail(exc, title="Could not save the CSV")
         else:
             self._set_state(self.state if self.state != "failed" else "done",
-                            f"Saved {len(self.result.rows) if self.result else 0} rows to <code>{escape(target)}</code>")
+                            f"Saved {len(self.result.rows) if self.result else 0} rows to <code>{esc(target)}</code>")
 
     def _busy(self, busy: bool) -> None:
         self.run_button.disabled = busy
         self.cancel_button.disabled = not busy
 
-    def _progress(self, done: int, total: int, label: str) -> None:
-        self.progress.max = total
-        self.progress.value = done
-        self.progress_label.value = f"{done}/{total} {label}"
+    def _show_progress(self, result: SweepResult) -> None:
+        where = ""
+        if result.rows:
+            last = result.rows[-1]
+            where = f" {last.config} batch={last.batch}" + (f" seq={last.seq}" if last.seq is not None else "")
+        self.progress.max = result.total
+        self.progress.value = len(result.rows)
+        self.progress_label.value = f"{len(result.rows)}/{result.total}{where}"
 
-    def _partial(self, result: SweepResult) -> None:
-        now = time.perf_counter()
-        if now - self._last_draw >= LIVE_REDRAW_S:
+    def _show_partial(self, result: SweepResult) -> None:
+        """After each cell (on the worker): the progress, and the plots at most every ``LIVE_REDRAW_S``."""
+        self._show_progress(result)
+        if time.perf_counter() - self._last_draw >= LIVE_REDRAW_S:
             self._draw(result)
             self._last_draw = time.perf_counter()
 
@@ -231,8 +259,9 @@ class LatencySweep(Panel):
         self.speedup.show(speedup_figure(result))
         self.table.value = result._repr_html_()
 
-    def _done(self, result: SweepResult) -> None:
+    def _show_result(self, result: SweepResult) -> None:
         self._busy(False)
+        self._show_progress(result)
         self._draw(result)
         self.result = result
         failed = f", {len(result.errors)} failed" if result.errors else ""
@@ -244,10 +273,10 @@ class LatencySweep(Panel):
             self._set_state("done", f"Done: {len(result.rows)} cells{failed}. <code>.to_pandas()</code> and "
                                     "<b>Save CSV</b> give the numbers.")
 
-    def _failed(self, exc: BaseException) -> None:
+    def _show_failure(self, exc: BaseException) -> None:
         self._busy(False)
         self.progress.bar_style = "danger"
         self._fail(exc, title="The sweep failed")
 
     def __repr__(self) -> str:
-        return f"LatencySweep({self.onnx_path!r}, state={self.state!r})"
+        return f"LatencySweep({self.onnx_model!r}, state={self.state!r})"

@@ -1,4 +1,4 @@
-"""``SessionToggles``: the ONNX Runtime session settings as controls; ``value`` is a ``SessionConfig``."""
+"""``SessionToggles``: the ONNX Runtime session settings as controls; ``config`` is a ``SessionConfig``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import ipywidgets as widgets
 import traitlets
 
 from workbench.core.session import EXECUTION_MODES, OPT_LEVELS, SessionConfig
-from workbench.widgets._base import Panel, escape, shows_errors
+from workbench.core._format import esc
+from workbench.widgets._base import Panel, shows_errors
 
 _CPU = "CPUExecutionProvider"
 
@@ -25,13 +26,13 @@ class SessionToggles(Panel):
     """Providers (checkboxes from the providers ONNX Runtime has here, so a misspelling cannot
     happen), optimization level, intra-/inter-op threads and execution mode.
 
-    ``value`` follows the controls; setting ``value`` moves the controls.
+    ``config`` follows the controls; setting ``config`` moves the controls.
     """
 
-    value = traitlets.Instance(SessionConfig, help="The session configuration the controls describe.")
+    config = traitlets.Instance(SessionConfig, help="The session configuration the controls describe.")
 
-    def __init__(self, value: SessionConfig | None = None, *, providers: list[str] | None = None) -> None:
-        config = value if value is not None else SessionConfig()
+    def __init__(self, config: SessionConfig | None = None, *, providers: list[str] | None = None) -> None:
+        config = config if config is not None else SessionConfig()
         self.available = list(providers) if providers is not None else available_providers()
         self.provider_boxes = {
             name: widgets.Checkbox(value=name in config.providers or name == _CPU, indent=False,
@@ -63,27 +64,27 @@ class SessionToggles(Panel):
         super().__init__(children=[widgets.HTML("<b>ONNX Runtime session</b>"), *rows, self.status])
         self.add_class("wb-session-toggles")
         self._syncing = False
-        self.value = config
+        self.config = config
         for control in [*self.provider_boxes.values(), self.opt_level, self.intra_op_threads,
                         self.inter_op_threads, self.execution_mode]:
-            control.observe(self._controls_changed, names="value")
+            control.observe(self._follow_the_controls, names="value")
 
     def config_from_controls(self) -> SessionConfig:
         """The ``SessionConfig`` the controls show now (checked against the rules of ``SessionConfig``)."""
         providers = [name for name, box in self.provider_boxes.items() if box.value and name != _CPU]
-        return self.value.replace(providers=tuple(providers + [_CPU]), opt_level=self.opt_level.value,
-                                  intra_op_threads=int(self.intra_op_threads.value),
-                                  inter_op_threads=int(self.inter_op_threads.value),
-                                  execution_mode=self.execution_mode.value)
+        return self.config.replace(providers=tuple(providers + [_CPU]), opt_level=self.opt_level.value,
+                                   intra_op_threads=int(self.intra_op_threads.value),
+                                   inter_op_threads=int(self.inter_op_threads.value),
+                                   execution_mode=self.execution_mode.value)
 
     @shows_errors
-    def _controls_changed(self, change: dict[str, Any]) -> None:
+    def _follow_the_controls(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
-        self.value = self.config_from_controls()
+        self.config = self.config_from_controls()
 
-    @traitlets.observe("value")
-    def _move_controls(self, change: dict[str, Any]) -> None:
+    @traitlets.observe("config")
+    def _move_the_controls(self, change: dict[str, Any]) -> None:
         config: SessionConfig = change["new"]
         unknown = [p for p in config.providers if p not in self.provider_boxes]
         self._syncing = True
@@ -96,18 +97,14 @@ class SessionToggles(Panel):
             self.execution_mode.value = config.execution_mode
         finally:
             self._syncing = False
-        text = self._describe(config)
+        text = f"Session config <code>{esc(config.label())}</code>"
         if unknown:
-            text += (f"<br>Not available in this onnxruntime build: {escape(', '.join(unknown))} "
+            text += (f"<br>Not available in this onnxruntime build: {esc(', '.join(unknown))} "
                      "(ONNX Runtime would fall back to CPU).")
         self._set_state("done", text)
 
-    @staticmethod
-    def _describe(config: SessionConfig) -> str:
-        return f"Session config <code>{escape(config.label())}</code>"
-
     def __repr__(self) -> str:
-        return f"SessionToggles({self.value!r})"
+        return f"SessionToggles({self.config!r})"
 
 
 def _row(label: str, control: widgets.Widget) -> widgets.HBox:

@@ -1,7 +1,7 @@
 """``NetronView``: Netron drawing one ONNX file inside the notebook, served by the kernel.
 
     >>> from workbench.widgets.netron import NetronView
-    >>> NetronView("model.onnx")
+    >>> NetronView("model.onnx")   # onnx_model: the ONNX file drawn
 
 The kernel serves Netron's front end (from the ``netron`` package) on 127.0.0.1 for this one
 model (see ``server.py``); the browser shows it through the Jupyter server (jupyter-server-proxy)
@@ -18,20 +18,21 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
+from workbench.widgets._traits import OnnxFile
 from workbench.widgets.netron.server import NetronServer, live_servers, netron_version, render_index, stop_all
 
 __all__ = ["NetronServer", "NetronView", "live_servers", "render_index", "stop_all"]
 
 
 class NetronView(anywidget.AnyWidget):
-    """An iframe with Netron's drawing of ``path``; ``path=''`` shows ``message`` instead."""
+    """An iframe with Netron's drawing of ``onnx_model``; ``onnx_model=''`` shows ``message`` instead."""
 
     _esm = Path(__file__).with_name("index.js")
 
-    path = traitlets.Unicode("", help="The ONNX file drawn; '' for none. Changing it serves the new file.")
+    onnx_model = OnnxFile("", help="The ONNX file drawn; '' for none. Changing it serves the new file.")
     port = traitlets.Int(0, help="Port of the kernel's Netron server on 127.0.0.1 (0: not serving).").tag(sync=True)
     token = traitlets.Unicode("", help="The random path prefix the server answers under.").tag(sync=True)
-    revision = traitlets.Int(0, help="Bumped by reload() to redraw the same path.").tag(sync=True)
+    revision = traitlets.Int(0, help="Bumped by reload() to redraw the same file.").tag(sync=True)
     route = traitlets.Enum(["auto", "proxy", "direct"], "auto",
                            help="How the browser reaches the server: auto, or force one route.").tag(sync=True)
     route_used = traitlets.Unicode("", help="Set by the browser: 'proxy', 'direct' or 'unreachable'.").tag(sync=True)
@@ -40,47 +41,46 @@ class NetronView(anywidget.AnyWidget):
     model_name = traitlets.Unicode("").tag(sync=True)
     netron_version = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, path: str | Path = "", *, extra_files: Iterable[str] = (), **kwargs: Any) -> None:
+    def __init__(self, onnx_model: str | Path = "", *, extra_files: Iterable[str] = (), **kwargs: Any) -> None:
         self._server: NetronServer | None = None
         self._extra_files = tuple(extra_files)
         self._finalizer: weakref.finalize | None = None
         super().__init__(netron_version=netron_version(), **kwargs)
-        if path:
-            self.path = str(path)
+        self.onnx_model = onnx_model
 
     @property
     def server(self) -> NetronServer | None:
         """The running server, or ``None``."""
         return self._server
 
-    def show(self, path: str | Path, *, extra_files: Iterable[str] = ()) -> None:
-        """Serve and draw ``path`` (again, if it is the same path: e.g. after a re-export)."""
+    def show(self, onnx_model: str | Path, *, extra_files: Iterable[str] = ()) -> None:
+        """Serve and draw ``onnx_model`` (again, if it is the same file: e.g. after a re-export)."""
         self._extra_files = tuple(extra_files)
-        if str(path) == self.path:
-            self._serve(self.path)
+        if str(onnx_model) == self.onnx_model:
+            self._serve(self.onnx_model)
         else:
-            self.path = str(path)
+            self.onnx_model = onnx_model
 
     def reload(self) -> None:
         """Redraw the current file (its content may have changed on disk)."""
-        if self.path:
+        if self.onnx_model:
             self.revision += 1
 
-    @traitlets.observe("path")
-    def _serve_path(self, change: dict[str, Any]) -> None:
+    @traitlets.observe("onnx_model")
+    def _serve_the_new_file(self, change: dict[str, Any]) -> None:
         self._serve(change["new"])
 
-    def _serve(self, path: str) -> None:
+    def _serve(self, onnx_model: str) -> None:
         self._stop_server()
-        if not path:
+        if not onnx_model:
             self.set_trait("port", 0)
             self.model_name = ""
             return
-        server = NetronServer(path, extra_files=self._extra_files).start()
+        server = NetronServer(onnx_model, extra_files=self._extra_files).start()
         self._server = server
         self._finalizer = weakref.finalize(self, server.stop)
         with self.hold_sync():
-            self.model_name = Path(path).name
+            self.model_name = Path(onnx_model).name
             self.token = server.token
             self.port = server.port
             self.revision += 1
@@ -98,4 +98,4 @@ class NetronView(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         state = f"port {self.port}" if self._server is not None else "not serving"
-        return f"NetronView({self.path!r}, {state})"
+        return f"NetronView({self.onnx_model!r}, {state})"

@@ -19,7 +19,6 @@ Servers stop on ``stop()``, when their owner is garbage collected, and at interp
 from __future__ import annotations
 
 import atexit
-import html
 import http.server
 import json
 import logging
@@ -32,6 +31,8 @@ import urllib.parse
 import weakref
 from pathlib import Path
 from typing import Iterable
+
+from workbench.core._format import esc
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,10 @@ def render_index(model_name: str, *, version: str | None = None, root: Path | No
     """Netron's ``index.html`` with the meta tags its Python server adds (so it opens ``model_name``
     at start), a same-origin-only CSP, and the offline script before Netron's own scripts."""
     text = ((root or netron_root()) / "index.html").read_text(encoding="utf-8")
-    name = html.escape(model_name, quote=True)
+    name = esc(model_name)
     meta = "\n".join([
         '<meta name="type" content="Python">',
-        f'<meta name="version" content="{html.escape(version or netron_version(), quote=True)}">',
+        f'<meta name="version" content="{esc(version or netron_version())}">',
         f'<meta name="file" content="data/{urllib.parse.quote(model_name)}">',
         f'<meta name="name" content="{name}">',
         f'<meta name="identifier" content="{name}">',
@@ -109,12 +110,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         rest = path[len(prefix):]
         if rest in ("", "index.html"):
-            body = render_index(owner.model_path.name).encode("utf-8")
+            body = render_index(owner.onnx_model.name).encode("utf-8")
             self._send(200, "text/html; charset=utf-8", body, head=head)
         elif rest == "workbench-offline.js":
             self._send(200, "text/javascript", OFFLINE_SCRIPT.read_bytes(), head=head)
         elif rest == "wb-id":
-            body = json.dumps({"token": owner.token, "model": owner.model_path.name}).encode("utf-8")
+            body = json.dumps({"token": owner.token, "model": owner.onnx_model.name}).encode("utf-8")
             # Readable cross-origin: the notebook page probes this to choose the direct route.
             self._send(200, "application/json", body, head=head, cors=True)
         elif rest.startswith("data/"):
@@ -181,8 +182,8 @@ class NetronServer:
     ``extra_files`` are names next to the model that may be served too (its external data).
     """
 
-    def __init__(self, model_path: str | Path, *, extra_files: Iterable[str] = (), host: str = "127.0.0.1") -> None:
-        self.model_path = Path(model_path).resolve()
+    def __init__(self, onnx_model: str | Path, *, extra_files: Iterable[str] = (), host: str = "127.0.0.1") -> None:
+        self.onnx_model = Path(onnx_model).resolve()
         self.extra_files = tuple(extra_files)
         self.host = host
         self.token = secrets.token_urlsafe(16)
@@ -209,8 +210,8 @@ class NetronServer:
 
     def served_files(self) -> dict[str, Path]:
         """URL name -> file, for the model and the external-data files it names; nothing else."""
-        files = {self.model_path.name: self.model_path}
-        folder = self.model_path.parent
+        files = {self.onnx_model.name: self.onnx_model}
+        folder = self.onnx_model.parent
         for name in self.extra_files:
             candidate = (folder / name).resolve()
             if candidate.parent == folder:
@@ -245,7 +246,7 @@ class NetronServer:
 
     def __repr__(self) -> str:
         where = self.url if self.running else "stopped"
-        return f"NetronServer({str(self.model_path)!r}, {where})"
+        return f"NetronServer({str(self.onnx_model)!r}, {where})"
 
 
 def live_servers() -> list[NetronServer]:

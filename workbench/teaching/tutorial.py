@@ -1,24 +1,25 @@
 """Settings and small presentation helpers for the guided notebooks (``notebooks/``).
 
-    >>> from workbench import tutorial
+    >>> from workbench.teaching import tutorial
     >>> work = tutorial.setup("03_validate")      # banner, quiet ORT log, this notebook's folder
     >>> tutorial.SMOKE, tutorial.settings.runs    # smoke mode when the environment has CI set
 
-The notebooks hold no logic of their own: what they compute comes from ``workbench``'s core, the
-doctor and the viz functions; this module only sizes the runs (``SMOKE``/``settings``), places the
-files (``shared`` for exports several notebooks reuse through ``wb.export``'s cache, ``workdir``
-for each notebook's own files, both under ``notebooks/artifacts/`` or ``$WB_ARTIFACTS``), and turns
-results into small tables. The demo models of notebook 08 live in ``workbench.tutorial_ops``.
+The notebooks hold no logic of their own: what they compute comes from ``workbench``'s core, zoo,
+doctor and viz; this module only sizes the runs (``SMOKE``/``settings``), places the files
+(``shared`` for exports several notebooks reuse through ``wb.export``'s cache, ``work_dir`` for
+each notebook's own files, both under ``notebooks/artifacts/`` or ``$WB_ARTIFACTS``), and puts
+results side by side in small tables.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 #: Smoke mode: smaller models and fewer repetitions, so that CI runs every notebook quickly.
 SMOKE: bool = "CI" in os.environ
@@ -26,29 +27,30 @@ SMOKE: bool = "CI" in os.environ
 
 @dataclass(frozen=True)
 class Settings:
-    """How much the notebooks measure: repetitions and the sizes of benchmarks and sweeps."""
+    """How much the notebooks measure: repetitions, the size of one benchmark (``batch`` x ``seq``)
+    and the grid of a sweep (``batch_sizes`` x ``seq_lens``). Inputs come from ``ModelCase.make_inputs``."""
 
     runs: int
     warmup: int
     batch: int
     seq: int
-    sweep_batches: tuple[int, ...]
-    sweep_seqs: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    seq_lens: tuple[int, ...]
     sweep_runs: int
     sweep_warmup: int
 
 
-SMOKE_SETTINGS = Settings(runs=20, warmup=3, batch=4, seq=32, sweep_batches=(1, 4, 16), sweep_seqs=(16, 64),
+SMOKE_SETTINGS = Settings(runs=20, warmup=3, batch=4, seq=32, batch_sizes=(1, 4, 16), seq_lens=(16, 64),
                           sweep_runs=8, sweep_warmup=2)
-FULL_SETTINGS = Settings(runs=200, warmup=20, batch=8, seq=128, sweep_batches=(1, 2, 4, 8, 16, 32),
-                         sweep_seqs=(32, 128, 256), sweep_runs=50, sweep_warmup=5)
+FULL_SETTINGS = Settings(runs=200, warmup=20, batch=8, seq=128, batch_sizes=(1, 2, 4, 8, 16, 32),
+                         seq_lens=(32, 128, 256), sweep_runs=50, sweep_warmup=5)
 
 #: The settings in force: ``SMOKE_SETTINGS`` in smoke mode, else ``FULL_SETTINGS``.
 settings: Settings = SMOKE_SETTINGS if SMOKE else FULL_SETTINGS
 
 
 # ---------------------------------------------------------------------------------------------
-# Folders
+# Folders and the machine
 # ---------------------------------------------------------------------------------------------
 
 
@@ -65,8 +67,8 @@ def shared(filename: str) -> Path:
     return folder / filename
 
 
-def workdir(notebook: str) -> Path:
-    """This notebook's own folder under the artifacts root (created)."""
+def work_dir(notebook: str) -> Path:
+    """This notebook's own folder of files under the artifacts root (created)."""
     folder = artifacts_root() / notebook
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -77,22 +79,22 @@ def machine() -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
-    from workbench.core.iobinding import cuda_available
+    import workbench as wb
 
     return {
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "torch threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": ort.__version__,
-        "providers": ", ".join(ort.get_available_providers()), "CUDA": cuda_available(),
+        "providers": ", ".join(ort.get_available_providers()), "CUDA": wb.cuda_available(),
     }
 
 
 def setup(notebook: str) -> Path:
     """Print the mode and the machine, quiet ONNX Runtime's own log (every failure the notebooks
-    show is kept in a workbench result), and return this notebook's working folder."""
+    show is kept in a workbench result), and return this notebook's work_dir."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)
-    folder = workdir(notebook)
+    folder = work_dir(notebook)
     mode = "smoke mode (CI is set): small models, few repetitions" if SMOKE else "full mode"
     facts = "; ".join(f"{k}: {v}" for k, v in machine().items())
     print(f"{notebook} in {mode}\n{facts}\nfiles: {folder}")
@@ -104,18 +106,35 @@ def no_gpu(what: str) -> None:
     print(f"No CUDA device here, so this cell did not run. On a machine with one, it {what}")
 
 
+def show_source(obj: Any) -> Any:
+    """The source of a function or class, highlighted (for reading the demo code next to its use)."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables from results
 # ---------------------------------------------------------------------------------------------
 
 
+def _ops(result: Any) -> dict[str, int]:
+    """The op histogram of a ``ModelSummary``, an optimize/quantize result (its ops after) or a Counter."""
+    for attribute in ("ops", "after"):
+        found = getattr(result, attribute, None)
+        if found is not None:
+            return dict(found)
+    return dict(result)
+
+
 def op_table(models: Mapping[str, Any], *, top: int | None = None, changed: bool = False) -> Any:
-    """Op counts side by side: ``{label: ModelSummary or op Counter}`` -> DataFrame (op x label),
-    most frequent first; ``changed=True`` keeps only the ops whose counts differ."""
+    """Op counts side by side: ``{label: ModelSummary, OptimizeResult or op Counter}`` -> DataFrame
+    (op x label), most frequent first; ``changed=True`` keeps only the ops whose counts differ."""
     import pandas as pd
 
-    columns = {label: dict(getattr(m, "op_histogram", m)) for label, m in models.items()}
-    frame = pd.DataFrame(columns).fillna(0).astype(int)
+    frame = pd.DataFrame({label: _ops(m) for label, m in models.items()}).fillna(0).astype(int)
     if changed:
         frame = frame[frame.nunique(axis=1) > 1]
     frame = frame.loc[frame.max(axis=1).sort_values(ascending=False, kind="stable").index]
@@ -123,38 +142,40 @@ def op_table(models: Mapping[str, Any], *, top: int | None = None, changed: bool
     return frame.head(top) if top else frame
 
 
+def _at_sizes(info: Any, shape: Any) -> str:
+    """``shape`` (from ``wb.infer_shapes``) written the way the summary writes ``info``'s shape."""
+    return dataclasses.replace(info, dims=None if shape is None else tuple(shape)).shape_text
+
+
 def inferred_shapes(summary: Any, *, at: Mapping[str, Any] | None = None, limit: int = 12) -> Any:
     """Intermediate values of a ``ModelSummary`` whose inferred shape depends on the inputs (a
     symbolic or unknown dimension), in graph order, with that shape; ``at`` (from
-    ``infer_concrete_shapes``) adds the shape at given input sizes."""
+    ``wb.infer_shapes``) adds the shape at given input sizes."""
     import pandas as pd
 
     dynamic = [(name, info) for name, info in summary.intermediate.items()
                if info.dims is None or any(not isinstance(d, int) for d in info.dims)]
-    rows = []
-    for name, info in dynamic[:limit]:
-        row = [name, info.dtype, info.shape_text]
-        if at is not None:
-            concrete = at.get(name)
-            row.append("?" if concrete is None else "[" + ", ".join("?" if d is None else str(d) for d in concrete) + "]")
-        rows.append(row)
+    rows = [[name, info.dtype, info.shape_text] + ([_at_sizes(info, at.get(name))] if at is not None else [])
+            for name, info in dynamic[:limit]]
     columns = ["value", "dtype", "inferred shape"] + (["at these input sizes"] if at is not None else [])
     return pd.DataFrame(rows, columns=columns)
 
 
-def tolerance_grid(model: Any, files: Mapping[str, Any], inputs: Any) -> Any:
-    """PyTorch against each ONNX file (``{label: path}``) on ``inputs``: the largest errors, and
-    whether the comparison passes at each tolerance preset."""
+def tolerance_table(model: Any, onnx_models: Mapping[str, Any], inputs: Any) -> Any:
+    """PyTorch against each ONNX model (``{label: onnx_model}``) on ``inputs``, compared once: the
+    largest errors, whether the outputs pass at each preset, and the tightest preset that passes."""
     import pandas as pd
 
-    from workbench.core.compare import TOLERANCES, compare
+    import workbench as wb
 
     rows = []
-    for label, path in files.items():
-        results = {name: compare(model, path, inputs, name) for name in TOLERANCES}
-        first = next(iter(results.values()))
-        rows.append([label, first.max_abs, first.max_rel] + ["pass" if r else "FAIL" for r in results.values()])
-    return pd.DataFrame(rows, columns=["model", "max abs", "max rel"] + [f"at {n}" for n in TOLERANCES])
+    for label, onnx_model in onnx_models.items():
+        comparison = wb.compare(model, onnx_model, inputs)
+        verdicts = ["pass" if comparison.at(name) else "FAIL" for name in wb.TOLERANCES]
+        rows.append([label, comparison.max_abs, comparison.max_rel, *verdicts,
+                     comparison.smallest_passing_tolerance() or "none"])
+    columns = ["model", "max abs", "max rel", *(f"at {n}" for n in wb.TOLERANCES), "tightest passing"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def files(folder: str | os.PathLike[str], pattern: str = "*") -> Any:
@@ -187,77 +208,52 @@ def slower_cells(table: Any) -> str:
     """A sentence naming the cells of a ``side_by_side`` table where the second model was slower."""
     ratio = table.columns[-1]
     slow = table[table[ratio] > 1.0]
-    other = ratio.split(" / ")[0]
+    other, base = ratio.split(" / ")
     if slow.empty:
-        return f"In this run {other} was not slower than {ratio.split(' / ')[1]} at any measured size."
+        return f"In this run {other} was not slower than {base} at any measured size."
     cells = ", ".join(f"batch {b}{'' if s != s else f' x seq {s}'} ({r:.2f}x)" for (b, s), r in slow[ratio].items())
     return f"In this run {other} was slower at: {cells}."
 
 
-def speedups(result: Any) -> Any:
-    """ONNX Runtime's speed-up over eager PyTorch from a sweep, as a batch x seq table."""
-    frame = result.to_pandas()
-    frame = frame[(frame.config != "eager") & frame.speedup.notna()]
-    return frame.pivot_table(index="batch", columns="seq", values="speedup", aggfunc="max").round(2)
-
-
-def of_peak(result: Any, peak: Any) -> Any:
-    """Achieved GFLOP/s of each sweep cell and its fraction of the measured matmul peak."""
-    frame = result.to_pandas()[["config", "batch", "seq", "p50", "gflops"]].copy()
-    frame["p50 ms"] = (frame.pop("p50") * 1e3).round(3)
-    frame["of peak"] = (frame.gflops / peak.gflops).round(3)
-    frame["gflops"] = frame.gflops.round(2)
-    return frame
-
-
 def levels_with_latency(levels: Mapping[str, Any], result: Any, batch: int, seq: int | None) -> Any:
-    """``OptLevels`` (what ``viz.opt_levels_figure`` draws) from ``optimize_levels`` results and a
+    """``OptLevels`` (what ``viz.opt_levels_figure`` draws) from ``wb.optimize_levels`` results and a
     sweep that timed one config per level at (``batch``, ``seq``)."""
-    from workbench.core.pipeline_results import OptLevels
+    import workbench as wb
 
-    latency = {lv: result.measurement(f"CPU/{lv}", batch, seq) for lv in levels}
-    return OptLevels(results=dict(levels), latency=latency)
-
-
-def time_call(label: str, call: Callable[[], Any], *, runs: int, warmup: int,
-              batch_size: int | None = None) -> Any:
-    """A ``Measurement`` of a no-argument call (``wb.benchmark`` takes modules and sessions only;
-    this times anything else the same way, e.g. ``binder.run``)."""
-    from workbench.core.bench import Measurement, _time_calls, check_budget
-
-    runs_checked, _ = check_budget(warmup, runs, None)
-    return Measurement(label, _time_calls(call, warmup, runs_checked, None), batch_size=batch_size, warmup=warmup)
+    latency = {level: result.measurement(wb.SessionConfig(opt_level=level).label(), batch, seq) for level in levels}
+    return wb.OptLevels(results=dict(levels), latency=latency)
 
 
-def time_configs(path: str | os.PathLike[str], inputs: Any, configs: Mapping[str, Any], *,
-                 runs: int, warmup: int) -> Any:
-    """Median and p95 latency of one session per named ``SessionConfig``, and the CPU time the
-    process spent per call (threads that spin between calls show up there, not in latency)."""
+def time_configs(onnx_model: Any, inputs: Any, configs: Mapping[str, Any], *, runs: int, warmup: int) -> Any:
+    """Median and p95 latency of one session per named ``SessionConfig`` (``wb.benchmark``), and the
+    CPU time the process spent per call (threads that spin between calls show up there, not in latency)."""
     import pandas as pd
 
-    from workbench.core.bench import benchmark
-    from workbench.core.session import open_session
+    import workbench as wb
 
     rows = []
     for label, config in configs.items():
-        session = open_session(path, config)
         cpu = time.process_time()
-        m = benchmark(session, inputs, runs=runs, warmup=warmup, label=label)
+        m = wb.benchmark(onnx_model, inputs, runs=runs, warmup=warmup, label=label, config=config)
         cpu_per_call = (time.process_time() - cpu) / (runs + warmup)
         rows.append((label, config.intra_op_threads, config.inter_op_threads, config.execution_mode,
                      config.allow_spinning, m.p50 * 1e3, m.p95 * 1e3, cpu_per_call * 1e3, m.noisy))
-        del session
     columns = ["config", "intra", "inter", "mode", "spinning", "p50 ms", "p95 ms", "cpu ms/call", "noisy"]
     return pd.DataFrame(rows, columns=columns).round(3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The doctor's gallery
+# ---------------------------------------------------------------------------------------------
 
 
 def gallery_table() -> Any:
     """The doctor's gallery of broken models: name, category, the code it must find, what is broken."""
     import pandas as pd
 
-    from workbench.doctor import gallery
+    from workbench.zoo import broken
 
-    return pd.DataFrame([(c.name, c.category, c.code, c.description) for c in gallery.CASES],
+    return pd.DataFrame([(c.name, c.category, c.code, c.description) for c in broken.CASES],
                         columns=["case", "category", "code", "what is broken"])
 
 
@@ -267,23 +263,15 @@ def diagnose_cases(names: list[str], *, retry: bool = True) -> Any:
     import pandas as pd
 
     from workbench.doctor import gallery
+    from workbench.zoo import broken
 
     rows = []
     for name in names:
-        case = gallery.get(name)
-        diagnosis = case.build().diagnose(retry=retry)
+        case = broken.get(name)
+        diagnosis = gallery.diagnose_case(case, retry=retry)
         finding = diagnosis.finding(case.code)
         retry_ok = finding.retry.ok if finding is not None and finding.retry is not None else None
-        problems = case.check(diagnosis)
+        problems = gallery.check(case, diagnosis)
         rows.append((name, case.code, ", ".join(diagnosis.codes), "yes" if not problems else "; ".join(problems),
                      {True: "passes", False: "still fails", None: "-"}[retry_ok], round(diagnosis.duration_s, 2)))
     return pd.DataFrame(rows, columns=["case", "expected", "found", "right place", "retry", "seconds"])
-
-
-def show_source(obj: Any) -> Any:
-    """The source of a function or class, highlighted (for reading the demo code next to its use)."""
-    import inspect
-
-    from IPython.display import Code
-
-    return Code(inspect.getsource(obj), language="python")

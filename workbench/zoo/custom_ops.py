@@ -1,12 +1,11 @@
-"""Demo material of notebook 08 (custom operators): small models whose activation is exported
-by a symbolic function, by an onnxscript translation, or as an op of a custom domain.
+"""The custom-operator demo models of notebook 08: small models whose activation is exported by a
+symbolic function, by an onnxscript translation, or as an op of a custom domain.
 
-    >>> from workbench import tutorial_ops
-    >>> zm = tutorial_ops.model("symbolic")          # a ZooModel: model, example inputs, spec
-    >>> tutorial_ops.show_source(tutorial_ops.ScaledTanh)
+    >>> from workbench.zoo import custom_ops
+    >>> case = custom_ops.model("symbolic")          # a ModelCase: model, example inputs, spec
+    >>> custom_ops.KINDS                             # kind -> (activation, exporter, what it shows)
 
 Every model is ``Linear(16, 16) -> activation -> Linear(16, 4)``; ``KINDS`` names the activations.
-The notebook reads this code (``tutorial.show_source``) and calls ``workbench`` on the models.
 """
 
 from __future__ import annotations
@@ -18,8 +17,12 @@ import torch
 from torch import nn
 from torch.onnx import symbolic_helper
 
+from workbench.core.case import ModelCase
 from workbench.core.spec import ExportSpec
-from workbench.zoo import ZooModel
+from workbench.errors import InvalidInputError
+
+__all__ = ["CONTRIB_DOMAIN", "KINDS", "PRIVATE_DOMAIN", "Head", "PrivateScaledTanh", "ScaledTanh", "contrib_fast_gelu",
+           "gelu_to_contrib", "library_act", "library_op", "model", "scaled_tanh_onnx"]
 
 #: Where ONNX Runtime keeps its own extra operators (contrib ops): it ships kernels for them.
 CONTRIB_DOMAIN = "com.microsoft"
@@ -40,12 +43,8 @@ class ScaledTanh(torch.autograd.Function):
         return g.op("Mul", g.op("Tanh", x), two)
 
 
-class PrivateScaledTanh(torch.autograd.Function):
-    """``2 * tanh(x)`` exported as one op of a custom domain, ``wbtutorial::ScaledTanh``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x) * 2.0
+class PrivateScaledTanh(ScaledTanh):
+    """``ScaledTanh`` exported as one op of a custom domain, ``wbtutorial::ScaledTanh``."""
 
     @staticmethod
     def symbolic(g: Any, x: Any) -> Any:
@@ -123,20 +122,18 @@ KINDS: dict[str, tuple[Callable[[], Any], str, str]] = {
 }
 
 
-def model(kind: str) -> ZooModel:
+def model(kind: str) -> ModelCase:
     """A demo model of ``kind`` (see ``KINDS``) with example inputs (batch 4) and an export spec
     (batch dynamic; opset 17 for the TorchScript exporter, 18 for dynamo)."""
     if kind not in KINDS:
-        from workbench.errors import InvalidInputError
-
         raise InvalidInputError(f"No demo model of kind {kind!r}. Choose one of {list(KINDS)}.")
     make_act, exporter, description = KINDS[kind]
     torch.manual_seed(0)
     module = Head(make_act()).eval()
 
-    def make(batch: int = 4, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        return (torch.randn(batch, 16, generator=torch.Generator().manual_seed(seed)) * 2,)
+    def make(batch: int | None = None, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(4 if batch is None else batch, 16, generator=torch.Generator().manual_seed(seed)) * 2,)
 
     spec = ExportSpec(input_names=("x",), output_names=("y",), dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
                       exporter=exporter, opset=17 if exporter == "torchscript" else 18)  # type: ignore[arg-type]
-    return ZooModel(f"head_{kind}", module, make(), spec, make, description)
+    return ModelCase(f"head_{kind}", module, make(), spec, input_factory=make, description=description)

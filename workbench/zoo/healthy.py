@@ -1,36 +1,18 @@
-"""Small demo models built in code (no downloads), each with inputs and a sensible spec."""
+"""Small healthy demo models built in code (no downloads), each a ``ModelCase`` with an input maker
+and a sensible export spec. ``workbench.zoo.get(name, smoke=...)`` builds them."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from workbench.core.case import ModelCase
 from workbench.core.spec import ExportSpec
-from workbench.errors import InvalidInputError
 
-
-@dataclass
-class ZooModel:
-    """A demo model: the module (eval mode), example inputs, an export spec and an input factory."""
-
-    name: str
-    model: nn.Module
-    example_inputs: tuple[torch.Tensor, ...]
-    spec: ExportSpec
-    input_factory: Callable[..., tuple[torch.Tensor, ...]]
-    description: str = ""
-
-    def make_inputs(self, batch: int = 1, seq: int | None = None, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Inputs of another batch size (and sequence length where the model has one)."""
-        return self.input_factory(batch=batch, seq=seq, seed=seed)
-
-    def __repr__(self) -> str:
-        shapes = ", ".join(str(tuple(t.shape)) for t in self.example_inputs)
-        return f"ZooModel({self.name!r}, inputs={shapes}, exporter={self.spec.exporter!r})"
+__all__ = ["FACTORIES", "MLP", "BertLike", "ImageClassifier", "TextClassifier"]
 
 
 class TextClassifier(nn.Module):
@@ -145,102 +127,95 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _text_classifier(smoke: bool) -> ZooModel:
+def _batch(batch: int | None) -> int:
+    return 2 if batch is None else batch
+
+
+def text_classifier(smoke: bool = False) -> ModelCase:
     vocab, dim, layers, heads, seq_default = (1000, 64, 2, 4, 32) if smoke else (30000, 256, 4, 8, 128)
     torch.manual_seed(0)
     model = TextClassifier(vocab, dim, 10, num_layers=layers, num_heads=heads).eval()
 
-    def make(batch: int = 2, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        return (torch.randint(0, vocab, (batch, seq or seq_default), generator=_generator(seed)),)
+    def make(batch: int | None = None, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return (torch.randint(0, vocab, (_batch(batch), seq or seq_default), generator=_generator(seed)),)
 
     spec = ExportSpec(
         input_names=("input_ids",), output_names=("logits",),
         dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch"}},
     )
-    return ZooModel("text_classifier", model, make(batch=2), spec, make,
-                    "Embedding -> TransformerEncoder -> mean -> Linear (the seed's TextClassifier)")
+    return ModelCase("text_classifier", model, make(), spec, input_factory=make,
+                     description="Embedding -> TransformerEncoder -> mean -> Linear (the seed's TextClassifier)")
 
 
-def _image_classifier(smoke: bool) -> ZooModel:
+def image_classifier(smoke: bool = False) -> ModelCase:
     size = 64 if smoke else 224
     torch.manual_seed(0)
     model = ImageClassifier().eval()
 
-    def make(batch: int = 2, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    def make(batch: int | None = None, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
         side = seq or size
-        return (torch.randn(batch, 3, side, side, generator=_generator(seed)),)
+        return (torch.randn(_batch(batch), 3, side, side, generator=_generator(seed)),)
 
-    # Channels are fixed by the conv weights: only batch and the spatial sizes are dynamic.
+    # Channels are fixed by the conv weights: only the batch is dynamic.
     spec = ExportSpec(
         input_names=("pixel_values",), output_names=("logits",),
         dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
     )
-    return ZooModel("image_classifier", model, make(batch=2), spec, make,
-                    "Conv2d(3, 64, 3) -> ReLU -> AdaptiveAvgPool2d(1) -> Linear(64, 10)")
+    return ModelCase("image_classifier", model, make(), spec, input_factory=make,
+                     description="Conv2d(3, 64, 3) -> ReLU -> AdaptiveAvgPool2d(1) -> Linear(64, 10)")
 
 
-def _bert_like(smoke: bool) -> ZooModel:
+def _bert_inputs(vocab: int, batch: int, seq: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Token ids, a padding mask (each row keeps at least half the sequence) and two token types."""
+    g = _generator(seed)
+    ids = torch.randint(0, vocab, (batch, seq), generator=g)
+    mask = torch.ones(batch, seq, dtype=torch.int64)
+    lengths = torch.randint(max(1, seq // 2), seq + 1, (batch,), generator=g)
+    for i, n in enumerate(lengths.tolist()):
+        mask[i, n:] = 0
+    types = torch.zeros(batch, seq, dtype=torch.int64)
+    types[:, seq // 2:] = 1
+    return ids, mask, types
+
+
+def bert_like(smoke: bool = False) -> ModelCase:
     cfg = dict(vocab_size=1000, hidden=64, layers=2, heads=4, intermediate=128) if smoke else {}
     torch.manual_seed(0)
     model = BertLike(**cfg).eval()
     vocab = model.word_embeddings.num_embeddings
     seq_default = 16 if smoke else 64
 
-    def make(batch: int = 2, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        s = seq or seq_default
-        g = _generator(seed)
-        ids = torch.randint(0, vocab, (batch, s), generator=g)
-        mask = torch.ones(batch, s, dtype=torch.int64)
-        lengths = torch.randint(max(1, s // 2), s + 1, (batch,), generator=g)
-        for i, n in enumerate(lengths.tolist()):
-            mask[i, n:] = 0
-        types = torch.zeros(batch, s, dtype=torch.int64)
-        types[:, s // 2:] = 1
-        return ids, mask, types
+    def make(batch: int | None = None, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return _bert_inputs(vocab, _batch(batch), seq or seq_default, seed)
 
-    axes = {"batch": 0, "seq": 1}
+    token_axes = {0: "batch", 1: "seq"}
     spec = ExportSpec(
         input_names=("input_ids", "attention_mask", "token_type_ids"),
         output_names=("last_hidden_state", "pooler_output"),
-        dynamic_axes={
-            "input_ids": {axes["batch"]: "batch", axes["seq"]: "seq"},
-            "attention_mask": {0: "batch", 1: "seq"},
-            "token_type_ids": {0: "batch", 1: "seq"},
-            "last_hidden_state": {0: "batch", 1: "seq"},
-            "pooler_output": {0: "batch"},
-        },
+        dynamic_axes={"input_ids": dict(token_axes), "attention_mask": dict(token_axes),
+                      "token_type_ids": dict(token_axes), "last_hidden_state": dict(token_axes),
+                      "pooler_output": {0: "batch"}},
     )
-    return ZooModel("bert_like", model, make(batch=2), spec, make,
-                    "A small BERT-style encoder with attention mask and token types")
+    return ModelCase("bert_like", model, make(), spec, input_factory=make,
+                     description="A small BERT-style encoder with attention mask and token types")
 
 
-def _mlp(smoke: bool) -> ZooModel:
+def mlp(smoke: bool = False) -> ModelCase:
     torch.manual_seed(0)
     model = MLP().eval()
 
-    def make(batch: int = 2, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        return (torch.randn(batch, 16, generator=_generator(seed)),)
+    def make(batch: int | None = None, seq: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(_batch(batch), 16, generator=_generator(seed)),)
 
-    spec = ExportSpec(input_names=("x",), output_names=("y",),
-                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    return ZooModel("mlp", model, make(batch=2), spec, make, "Linear(16, 32) -> ReLU -> Linear(32, 4)")
+    spec = ExportSpec(input_names=("x",), output_names=("y",), dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return ModelCase("mlp", model, make(), spec, input_factory=make,
+                     description="Linear(16, 32) -> ReLU -> Linear(32, 4)")
 
 
-_FACTORIES: dict[str, Callable[[bool], ZooModel]] = {
-    "text_classifier": _text_classifier,
-    "image_classifier": _image_classifier,
-    "bert_like": _bert_like,
-    "mlp": _mlp,
+#: name -> factory(smoke) of every healthy model.
+FACTORIES: dict[str, Callable[[bool], ModelCase]] = {
+    "text_classifier": text_classifier,
+    "image_classifier": image_classifier,
+    "bert_like": bert_like,
+    "mlp": mlp,
 }
-
-
-def names() -> list[str]:
-    """The names ``get`` accepts."""
-    return list(_FACTORIES)
-
-
-def get(name: str, smoke: bool = False) -> ZooModel:
-    """Build a zoo model by name; ``smoke=True`` gives a smaller size for tests and CI."""
-    if name not in _FACTORIES:
-        raise InvalidInputError(f"No zoo model named {name!r}. Choose one of {names()}.")
-    return _FACTORIES[name](smoke)

@@ -1,4 +1,4 @@
-"""The tiny ``nn.Module``s of the doctor's gallery: each carries one export bug on purpose."""
+"""The tiny ``nn.Module``s of the broken zoo (the doctor's gallery): each carries one export bug on purpose."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from workbench.cli import (
     register,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FACTORIES = '''
 import torch
@@ -44,7 +44,7 @@ def raises():
 def tour(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.getbasetemp() / "mlp-tour"  # shared with tests/core/test_pipeline.py (export cache)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "workbench", "tour", "--quick", "--model", "mlp", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "workbench", "tour", "--quick", "--model", "mlp", "--work-dir", str(out)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     return proc, out
 
