@@ -23,6 +23,7 @@ from workbench.core.bench import Measurement, benchmark
 from workbench.core.cancel import Cancel, Progress
 from workbench.core.case import ModelCase, as_case
 from workbench.core.compare import Comparison, OutputDiff, compare, compare_arrays
+from workbench.core.convert import ConvertResult, convert_opset
 from workbench.core.export import ExportResult, check_spec, export
 from workbench.core.flops import Peak, graph_flops, infer_shapes, machine_peak
 from workbench.core.gate import accuracy_gate
@@ -41,7 +42,7 @@ from workbench.core.sweep import SweepResult, SweepRow, sweep
 from workbench.core.tolerance import TOLERANCES
 from workbench.core.transformer import TransformerOptimizeResult, transformer_optimize
 from workbench.errors import (ExportError, FeedError, InvalidInputError, ModelFileError, ProviderError, SpecError,
-                              WorkbenchError, brief)
+                              UnsupportedModelError, WorkbenchError, brief)
 
 try:
     __version__ = _version("onnx-workbench")  # written once, in pyproject.toml
@@ -67,7 +68,7 @@ __all__ = [
     "probe_shapes", "accuracy_gate",
     # Optimize and convert
     "OptimizeResult", "optimize", "optimize_levels", "TransformerOptimizeResult", "transformer_optimize",
-    "QuantizeResult", "quantize_dynamic", "to_fp16", "OptLevels", "Converted",
+    "QuantizeResult", "quantize_dynamic", "to_fp16", "OptLevels", "Converted", "ConvertResult", "convert_opset",
     # Benchmark
     "Measurement", "benchmark", "SweepResult", "SweepRow", "sweep", "Peak", "machine_peak",
     # The whole tour, and the stage machinery it shares with the doctor
@@ -75,8 +76,8 @@ __all__ = [
     # Diagnose (the doctor)
     "Diagnosis", "Finding", "Retry", "diagnose", "export_with_diagnosis",
     # Errors
-    "WorkbenchError", "InvalidInputError", "ModelFileError", "SpecError", "FeedError", "ProviderError",
-    "ExportError", "brief",
+    "WorkbenchError", "InvalidInputError", "ModelFileError", "UnsupportedModelError", "SpecError", "FeedError",
+    "ProviderError", "ExportError", "brief",
     # Version
     "__version__",
 ]

@@ -9,12 +9,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["WorkbenchError", "InvalidInputError", "ModelFileError", "SpecError", "FeedError", "ProviderError",
-           "ExportError", "brief", "describe"]
+__all__ = ["WorkbenchError", "InvalidInputError", "ModelFileError", "UnsupportedModelError", "SpecError", "FeedError",
+           "ProviderError", "ExportError", "brief", "describe", "strip_ansi"]
+
+# Terminal escape sequences (ECMA-48): CSI ``ESC [ params intermediates final`` (colours, cursor
+# moves, erases, private modes such as ``ESC[?25l``) and its 8-bit form ``\x9b``; OSC ``ESC ] ... BEL``
+# or ``... ESC \`` (window titles, hyperlinks); DCS/SOS/PM/APC strings; two-byte ``ESC x`` sequences.
+_ANSI = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"          # CSI
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC
+    r"|\x1b[PX^_][^\x1b]*\x1b\\"                  # DCS, SOS, PM, APC
+    r"|\x1b[!-/]*[0-~]"                            # two-byte escapes (ESC c, ESC ( B, ESC 7 ...)
+    r"|[\x1b\x9b\x9d]"                            # a lone ESC (or 8-bit CSI/OSC) left over
+)
+
+
+def strip_ansi(text: str) -> str:
+    r"""``text`` without terminal escape sequences (every CSI sequence, colours included, OSC strings
+    and two-byte escapes): what torch prints in colour (``\x1b[96m``) reads as plain text."""
+    return _ANSI.sub("", text) if ("\x1b" in text or "\x9b" in text or "\x9d" in text) else text
 
 
 class WorkbenchError(Exception):
-    """Base class of every error the workbench raises on purpose."""
+    """Base class of every error the workbench raises on purpose. Its message never carries terminal
+    escape codes (a message quoting torch's coloured text is shown plain)."""
+
+    def __str__(self) -> str:
+        return strip_ansi(super().__str__())
 
 
 class InvalidInputError(WorkbenchError, ValueError):
@@ -23,6 +44,15 @@ class InvalidInputError(WorkbenchError, ValueError):
 
 class ModelFileError(InvalidInputError):
     """An ONNX file is missing, empty, truncated, corrupt or not ONNX at all."""
+
+
+class UnsupportedModelError(InvalidInputError):
+    """ONNX Runtime refuses a readable ONNX model: an opset or op version it no longer implements,
+    an op with no kernel for its types, a custom or training op, an invalid graph, an IR version or
+    opset newer than this build, a missing system locale. ``failure`` holds the parsed reason, op,
+    domain, version, node and the fix (``workbench.core.ort_errors.Failure``)."""
+
+    failure: Any = None
 
 
 class SpecError(InvalidInputError):
@@ -78,7 +108,6 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # ONNX Runtime prefixes messages with the C++ source file and function, e.g.
 # "/onnxruntime_src/onnxruntime/core/.../x.cc:123 void f(int) ".
 _ORT_SOURCE = re.compile(r"\S*onnxruntime_src\S*(:\d+)?\s+([\w:~<>*&, ]+\([^)]*\)\s*)?")
@@ -99,7 +128,7 @@ def _innermost(exc: BaseException) -> tuple[BaseException, list[BaseException]]:
 
 
 def _first_line(text: str) -> str:
-    text = _ORT_SOURCE.sub("", _ANSI.sub("", text))
+    text = _ORT_SOURCE.sub("", strip_ansi(text))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line]
     meaningful = [line for line in lines if not line.startswith(_NOT_MEANINGFUL)] or lines or [""]
@@ -121,8 +150,8 @@ def _cut(text: str, limit: int) -> str:
 
 def brief(exc_or_text: BaseException | str | None, limit: int = 300) -> str:
     """One line for a message: ``"Type: first meaningful line"`` of an exception's innermost cause
-    (the wrapping exceptions' types follow in brackets), ANSI colour codes and ONNX Runtime's source
-    paths removed, cut at a word boundary with an ellipsis. Text is shortened the same way."""
+    (the wrapping exceptions' types follow in brackets), terminal escape sequences (``strip_ansi``) and
+    ONNX Runtime's source paths removed, cut at a word boundary with an ellipsis. Text is shortened the same way."""
     if exc_or_text is None:
         return ""
     if not isinstance(exc_or_text, BaseException):

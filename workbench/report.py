@@ -117,7 +117,7 @@ def render_report(run: PipelineRun) -> str:
     figures, notes = _figures(run)
     has_figures = any(isinstance(f, list) and f for f in figures.values())
     verdict = "CANCELLED" if run.cancelled else ("PASS" if run.ok else f"FAIL: {len(run.failed)} stage(s) failed")
-    versions = ", ".join(f"{k} {esc(v)}" for k, v in run.versions.items())
+    versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in run.versions.items())
     plotly_js = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if has_figures else ""
     sections = "".join(_stage_section(s, figures.get(s.name, [])) for s in run.stages)
     title = f"onnx-workbench report: {esc(run.name)}"

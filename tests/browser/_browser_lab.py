@@ -1,5 +1,7 @@
 """JupyterLab in headless Chromium, driven by Playwright (see shared TESTING.md for the recipe and
-its pitfalls: kernel-ready race, Run All stopping at errors, Netron's consent dialog)."""
+its pitfalls: kernel-ready race, Run All stopping at errors, Netron's consent dialog), and the
+notebook the browser tests open: the dashboard of the smoke text classifier, then cells they run
+one at a time (``run_cell``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import nbformat
+
 CHROMIUM = Path(os.environ.get("WB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 IDLE = "Python 3 (ipykernel) | Idle"
+
+NOTEBOOK = "dashboard.ipynb"
+#: The notebook's code cells, run one by one (``run_cell(page, i)``) as the tests need them.
+CELLS = (
+    # 0: the dashboard, as notebooks/00_start_here shows it
+    'import workbench as wb\nfrom workbench.widgets import Workbench\n\n'
+    'case = wb.zoo.get("text_classifier", smoke=True)\n'
+    'bench = Workbench.from_case(case, out="text_classifier.onnx")\nbench',
+    # 1: a graph panel of its own, drawn while the tests block the kernel's ports (Netron through Jupyter)
+    'from workbench.widgets import GraphInspector\n\ngraph = GraphInspector(bench.onnx_model)\ngraph',
+    # 2: traits set from Python; the controls must follow
+    'bench.export.spec = bench.export.spec.replace(exporter="torchscript", opset=17)\n'
+    'bench.diff.tolerance = "int8"\nbench.diff.seq = 20\nbench.sweep.batch_sizes = [1, 3]\nbench.select("export")',
+)
+
+
+def write_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nbformat.write(nb, path)
+    return path
 
 
 def free_port() -> int:
@@ -111,17 +137,19 @@ def stop_lab(server: LabServer) -> None:
 @dataclass
 class Traffic:
     """Every request the page (and its frames and workers) made that did not stay on this machine,
-    and the local ones a test chose to block."""
+    and the local ones blocked while ``block_ports_except`` is set: then requests to 127.0.0.1 on any
+    port but that one (the Jupyter server's) are aborted, so the browser cannot reach the kernel's
+    ports, as on a remote server. Tests set and clear it while the page is open."""
 
     outside: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
+    block_ports_except: int | None = None
 
 
-def guard_network(context: Any, traffic: Traffic, *, block_ports_except: int | None = None) -> None:
-    """Abort requests that would leave the machine (recorded in ``traffic.outside``); with
-    ``block_ports_except``, also abort 127.0.0.1 requests to any other port (the browser then
-    cannot reach the kernel's ports, as on a remote server)."""
+def guard_network(context: Any, traffic: Traffic) -> None:
+    """Abort requests that would leave the machine (recorded in ``traffic.outside``), and the local
+    ones ``traffic.block_ports_except`` blocks (in ``traffic.blocked``)."""
 
     def handle(route: Any) -> None:
         url = route.request.url
@@ -129,11 +157,11 @@ def guard_network(context: Any, traffic: Traffic, *, block_ports_except: int | N
         if match is None:  # data:, blob: ...
             route.continue_()
             return
-        host, port = match.group(1), match.group(2)
+        host, port, allowed = match.group(1), match.group(2), traffic.block_ports_except
         if host not in LOCAL_HOSTS:
             traffic.outside.append(url)
             route.abort()
-        elif block_ports_except is not None and port is not None and int(port) != block_ports_except:
+        elif allowed is not None and port is not None and int(port) != allowed:
             traffic.blocked.append(url)
             route.abort()
         else:
@@ -163,6 +191,31 @@ def run_all(page: Any, *, timeout_ms: int = 180_000) -> None:
         raise AssertionError(f"Run All did not finish: prompts {prompts.all_inner_texts()}")
     outputs = " ".join(page.locator(".jp-OutputArea-output").all_inner_texts())
     assert "Traceback" not in outputs, outputs[:3000]
+
+
+def settle(page: Any, *, timeout_ms: int = 30_000) -> None:
+    """Wait until the kernel is idle: what the page sent it (a typed field) has been handled. The
+    front end buffers a widget's updates while the kernel is busy, and sends a click on another
+    widget at once: a robot that types then clicks can overtake its own typing."""
+    time.sleep(0.3)
+    page.locator("#jp-main-statusbar").get_by_text(IDLE).wait_for(timeout=timeout_ms)
+
+
+def run_cell(page: Any, index: int, *, timeout_ms: int = 180_000) -> None:
+    """Run the notebook's code cell ``index`` (click into it, Shift+Enter) and wait for its number;
+    its output must hold no traceback."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+    prompt = cell.locator(".jp-InputArea-prompt")
+    before = prompt.inner_text().strip()
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not (re.fullmatch(r"\[\d+\]:", text := prompt.inner_text().strip()) and text != before):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cell {index} did not finish: prompt {prompt.inner_text()!r}")
+        time.sleep(0.1)
+    output = " ".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "Traceback" not in output, output[:3000]
 
 
 def frame_text(frame: Any) -> str:

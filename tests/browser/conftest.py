@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: a JupyterLab server over a copy of notebooks/, and Chromium."""
+"""Fixtures of the browser tests: a JupyterLab server over a notebook the tests write themselves
+(the dashboard of the smoke text classifier, and the Python the tests run against it), and Chromium."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ import pytest
 
 # --import-mode=importlib leaves test folders off sys.path; the tests share _browser_lab.py.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _browser_lab import CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
-
-ROOT = Path(__file__).resolve().parents[2]
-START_HERE = ROOT / "notebooks" / "00_start_here.ipynb"
+from _browser_lab import CHROMIUM, CHROMIUM_ARGS, NOTEBOOK, LabServer, start_lab, stop_lab, write_notebook
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/browser/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Keep each phase's report on the test item (``item.rep_call``), for screenshots on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +43,9 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="session")
 def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """JupyterLab over a copy of notebooks/00_start_here.ipynb (autosave writes outputs back)."""
-    server = start_lab(tmp_path_factory.mktemp("lab"), [START_HERE])
+    """JupyterLab over a fresh copy of the tests' notebook (autosave is off)."""
+    source = write_notebook(tmp_path_factory.mktemp("notebook") / NOTEBOOK)
+    server = start_lab(tmp_path_factory.mktemp("lab"), [source])
     try:
         yield server
     finally:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -139,8 +140,9 @@ def test_interrupted_export_leaves_no_file(mlp, tmp_path, monkeypatch):
 def test_external_data(mlp, tmp_path):
     result = wb.export(mlp.model, mlp.example_inputs, tmp_path / "ext.onnx",
                        spec=mlp.spec.replace(external_data=True, exporter="torchscript", opset=17))
-    assert (tmp_path / "ext.onnx.data").exists()
-    assert result.summary.external_data == {"ext.onnx.data": (tmp_path / "ext.onnx.data").stat().st_size}
+    data = [p for p in tmp_path.iterdir() if p.name.endswith(".data")]
+    assert len(data) == 1 and data[0].name.startswith("ext.onnx.")  # a fresh name per export: see _export_files
+    assert result.summary.external_data == {data[0].name: data[0].stat().st_size}
     x = mlp.make_inputs(batch=3)
     assert wb.compare(mlp.model, result.out, x)
 
@@ -229,3 +231,35 @@ def test_cache_sees_an_edit_of_a_module_level_helper_that_forward_calls(tmp_path
     again = wb.export(build(), (x,), out)
     assert not again.cached and again.fingerprint != first.fingerprint
     assert wb.compare(build(), again.out, (x,))
+
+
+class _Chatty(nn.Module):
+    """Prints while it is traced, as torch's C++ shape inference does on some models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if torch.jit.is_tracing():
+            print("[W chatty.cpp:1] Warning: printed while tracing", flush=True)
+            os.write(2, b"written to fd 2 while tracing\n")
+        return self.fc(x)
+
+
+def test_what_torch_prints_during_the_export_is_kept_on_the_result_not_shown(tmp_path, capfd):
+    spec, model = wb.ExportSpec(exporter="torchscript", opset=17), _Chatty().eval()
+    result = wb.export(model, (torch.randn(2, 4),), tmp_path / "c.onnx", spec=spec)
+    shown = capfd.readouterr()
+    assert "while tracing" not in shown.out + shown.err
+    assert "written to fd 2 while tracing" in result.torch_output
+    assert any("printed while tracing" in w for w in result.warnings)
+    again = wb.export(model, (torch.randn(2, 4),), tmp_path / "c.onnx", spec=spec)
+    assert again.cached and again.torch_output == result.torch_output
+
+
+def test_a_failed_export_carries_what_torch_printed(tmp_path):
+    with pytest.raises(wb.ExportError) as info:
+        wb.export(_Histogram().eval(), (torch.randn(3, 3),), tmp_path / "bad.onnx",
+                  spec=wb.ExportSpec(exporter="torchscript", opset=17))
+    assert isinstance(info.value.torch_output, str)

@@ -152,3 +152,16 @@ def test_bad_arguments_raise(tmp_path: Path):
 def test_stage_result_is_tri_state():
     assert StageResult("x", True) and not StageResult("x", False) and not StageResult("x", None)
     assert [StageResult("x", s).status_text for s in (True, False, None)] == ["pass", "FAIL", "not run"]
+
+
+def test_a_case_name_never_leaves_the_work_dir(tmp_path):
+    """A case name is a label, not a path: '/' or '..' in it must not put the export elsewhere."""
+    from workbench.core.pipeline_stages import file_stem
+
+    assert file_stem("../../elsewhere/x") == "elsewhere_x"
+    assert file_stem('"><b>') == "b"
+    assert file_stem("...") == "model"
+    case = wb.zoo.get("mlp", smoke=True)
+    case.name = "../up/<b>"
+    run = wb.run_pipeline(case, tmp_path / "w", quick=True, skip=("optimize", "int8", "fp16", "sweep", "probe"))
+    assert run.stage("export").result.out.parent == tmp_path / "w"

@@ -51,3 +51,30 @@ def test_a_passing_attempt_keeps_every_result(tmp_path):
     assert len(attempt.value_samples) == 3 and attempt.providers == ["CPUExecutionProvider"]
     assert attempt.failure().startswith("export, summarize, session, compare, values, probe pass")
     assert not case.model.training  # eval mode restored as it was
+
+
+def test_what_torch_prints_goes_into_the_attempt_and_the_evidence_not_the_terminal(tmp_path, capfd):
+    """The TorchScript exporter dumps "Torch IR graph at exception" (C++ stdout) when it fails; the
+    doctor keeps it in the attempt and, trimmed, in the finding's evidence."""
+    from workbench.doctor import gallery
+    from workbench.zoo import broken
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diagnosis = gallery.diagnose_case(broken.get("unsupported_op"), retry=False, work_dir=tmp_path)
+    seen = capfd.readouterr()
+    assert "Torch IR graph" not in seen.out + seen.err
+    assert "Torch IR graph at exception" in diagnosis.attempt.output["export"]
+    finding = diagnosis.finding("OP001")
+    assert finding is not None and finding.evidence["torch_output"].startswith("Torch IR graph at exception")
+    assert len(finding.evidence["torch_output"]) <= 1600
+
+
+def test_trimmed_keeps_the_first_lines_and_says_how_many_were_left_out():
+    from workbench.doctor.attempt import trimmed
+
+    text = "\n".join(f"line {i}" for i in range(30)) + "\n\n"
+    short = trimmed(text, lines=3)
+    assert short == "line 0\nline 1\nline 2\n… (27 more lines)"
+    assert trimmed("") == "" and trimmed("one\n") == "one"
+    assert len(trimmed("word " * 1000, chars=100)) <= 102

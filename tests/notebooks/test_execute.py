@@ -4,7 +4,9 @@ The kernel gets ``CI=1`` (smoke mode: small models, few repetitions), ``WB_SOLUT
 exercise cell takes the reference answer) and ``WB_ARTIFACTS`` (one folder shared by the notebooks
 of this test session, empty at its start, so exports are shared through ``wb.export``'s cache the
 way they are for a learner who runs the notebooks in order). A notebook passes when no cell has an
-error output and the cell tagged ``check`` printed ``Correct!``.
+error output, no cell shows what its author did not mean to show (any stderr output, a torch IR dump,
+a traceback, a C++ warning from torch's shape inference: ``noise``) and the cell tagged ``check``
+printed ``Correct!``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,41 @@ def _text(output: nbformat.NotebookNode) -> str:
     return str(data.get("text/plain", "")) + str(data.get("text/html", ""))
 
 
+#: Text that never belongs in a notebook's output: torch's and ONNX Runtime's own chatter, raw tracebacks.
+NOISE = ("Torch IR graph", "Traceback", "shape_type_inference")
+
+
+def noise(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(cell id, what) for every output the author did not mean: a stderr stream, or ``NOISE`` text in
+    printed output or a result's plain text (not in HTML, whose highlighting CSS names "Generic.Traceback")."""
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.get("output_type") == "stream" else \
+                str(out.get("data", {}).get("text/plain", ""))
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                found.append((cell.get("id"), f"stderr: {text[:300]!r}"))
+            elif any(marker in text for marker in NOISE):
+                found.append((cell.get("id"), f"{out.get('output_type')}: {text[:300]!r}"))
+    return found
+
+
+def test_noise_finds_stderr_and_torch_dumps_in_outputs():
+    nb = nbformat.v4.new_notebook()
+    quiet = nbformat.v4.new_code_cell("1")
+    quiet.outputs = [nbformat.v4.new_output("stream", name="stdout", text="fine\n")]
+    loud = nbformat.v4.new_code_cell("2")
+    loud.outputs = [nbformat.v4.new_output("stream", name="stderr", text="[W shape_type_inference.cpp] x\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="Torch IR graph at exception: graph(\n")]
+    styled = nbformat.v4.new_code_cell("3")  # highlighted source: its CSS names Generic.Traceback
+    styled.outputs = [nbformat.v4.new_output("display_data", data={"text/html": ".gt { /* Generic.Traceback */ }",
+                                                                    "text/plain": "<IPython.core.display.Code>"})]
+    nb.cells = [quiet, loud, styled]
+    assert [what.split(":")[0] for _, what in noise(nb)] == ["stderr", "stream"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_BUDGET_S)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -53,6 +90,8 @@ def test_notebook_executes(path: Path, shared_artifacts: Path, tmp_path: Path, m
               for cell in nb.cells if cell.cell_type == "code"
               for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors, f"{path.name}: cells raised {errors}"
+    noisy = noise(nb)
+    assert not noisy, f"{path.name}: outputs the notebook does not mean to show: {noisy}"
     unexecuted = [cell.get("id") for cell in nb.cells if cell.cell_type == "code" and cell.execution_count is None]
     assert not unexecuted, f"{path.name}: cells not executed: {unexecuted}"
 

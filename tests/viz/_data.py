@@ -39,21 +39,27 @@ def comparison(n: int = 1000, *, samples: int = 1, seed: int = 0) -> Comparison:
     return result
 
 
-def sweep_result() -> SweepResult:
-    """eager and CPU/all over batch [1, 4] x seq [16, 32], plus one failed cell."""
-    rows = []
+def sweep_result(*, slow_run: bool = False) -> SweepResult:
+    """eager and CPU/all over batch [1, 4] x seq [16, 32], plus one failed cell; each successful cell
+    has the ``Measurement`` of 8 runs (with ``slow_run``, one run of CPU/all at batch 4, seq 32 took
+    50 times the others, as when another process wakes up)."""
+    rows, measurements = [], {}
     for config, scale in (("eager", 4.0), ("CPU/all", 1.0)):
         for seq in (16, 32):
             for batch in (1, 4):
                 p50 = scale * 1e-4 * batch * seq / 16
-                rows.append(SweepRow(config, batch, seq, p50=p50, p90=1.1 * p50, p95=1.2 * p50, p99=1.3 * p50,
-                                     mean=p50, throughput=batch / p50))
+                times = [p50 * f for f in (0.9, 0.95, 0.98, 1.0, 1.0, 1.02, 1.05, 1.1)]
+                if slow_run and (config, batch, seq) == ("CPU/all", 4, 32):
+                    times[-1] = 50 * p50
+                measurements[(config, batch, seq)] = Measurement(config, times, batch_size=batch)
+                rows.append(SweepRow(config, batch, seq, p50=p50, p90=1.1 * p50, p95=max(times) if slow_run else 1.2 * p50,
+                                     p99=1.3 * p50, mean=p50, throughput=batch / p50))
     rows.append(SweepRow("CPU/basic", 4, 32, error="run: RuntimeError: boom"))
     eager = {(r.batch, r.seq): r.p50 for r in rows if r.config == "eager"}
     for r in rows:
         if r.ok:
             r.speedup = eager[(r.batch, r.seq)] / r.p50
-    return SweepResult(rows=rows, total=len(rows))
+    return SweepResult(rows=rows, measurements=measurements, total=len(rows))
 
 
 def probe_report() -> ProbeReport:

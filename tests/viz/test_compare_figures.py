@@ -8,7 +8,9 @@ import pytest
 from _data import comparison
 
 from workbench import viz
-from workbench.core.compare import compare_arrays
+from workbench.core.compare import Comparison, compare_arrays
+from workbench.viz._common import count_axis
+from workbench.viz.compare import BOUNDS, FAILS, WITHIN_ATOL, WITHIN_RTOL, bounds
 from workbench.errors import InvalidInputError
 
 
@@ -60,15 +62,66 @@ def test_error_histogram_marks_atol_only_inside_the_range():
 def test_error_bars_show_the_worst_per_output_and_the_tolerance_lines():
     c = comparison(n=500, samples=3)
     fig = viz.error_bars(c)
-    abs_bar, rel_bar = fig.data
+    abs_bar, rel_bar, beyond_bar = fig.data
     assert list(abs_bar.x) == ["logits", "pooled"]
     for bar, attr in ((abs_bar, "max_abs"), (rel_bar, "max_rel")):
         for name, value in zip(bar.x, bar.y):
             assert value == pytest.approx(max(getattr(d, attr) for d in c.outputs if d.name == name))
     assert list(abs_bar.marker.color) == ["#1a7f37", "#cf222e"]  # logits pass, pooled fails
+    assert list(beyond_bar.marker.color) == ["#1a7f37", "#cf222e"]
     lines = sorted(s.y0 for s in fig.layout.shapes)
     assert lines == sorted([c.atol, c.rtol])
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    titles = [a.text for a in fig.layout.annotations]  # the tolerances are said where plotly cannot misplace
+    assert f"atol {c.atol:g}" in titles[0] and f"rtol {c.rtol:g}" in titles[1]  # them (a log axis' annotations)
+
+
+def _small_values_within_atol() -> Comparison:
+    """Notebook 03's int8 case: every |error| is within atol, but one element's expected value is
+    tiny, so its relative error (0.68) is far above rtol (0.1); the comparison passes."""
+    e = np.array([0.03, 1.0, -2.0, 0.5], np.float32)
+    a = e + np.array([0.0203, 0.01, -0.02, 0.001], np.float32)
+    return compare_arrays({"logits": e}, {"logits": a}, tolerance="int8")
+
+
+def test_a_pass_with_a_relative_error_above_rtol_shows_that_atol_covers_it():
+    c = _small_values_within_atol()
+    assert c.ok and c.max_rel > c.rtol
+    bars = viz.error_bars(c)
+    rel, beyond = bars.data[1], bars.data[2]
+    assert rel.y[0] == pytest.approx(c.max_rel) and beyond.y == (None,)  # no element beyond atol: rtol judged none
+    assert "within atol" in bars.layout.title.subtitle.text
+    scatter = viz.values_scatter(c)
+    points = scatter.data[0]
+    assert set(points.marker.color) == {BOUNDS[WITHIN_ATOL][1]} and set(points.customdata) == {"within atol"}
+    assert "within atol 4" in scatter.layout.title.subtitle.text
+    histogram = viz.error_histogram(c)
+    assert "every error within atol" in histogram.layout.title.subtitle.text
+
+
+def test_each_element_is_marked_by_the_bound_it_passes_by():
+    e = np.array([1.0, 10.0, 10.0, 0.0], np.float64)
+    a = np.array([1.0 + 5e-6, 10.0 + 5e-4, 10.0 + 5e-2, 1e-3], np.float64)
+    assert list(bounds(e, a, rtol=1e-4, atol=1e-5)) == [WITHIN_ATOL, WITHIN_RTOL, FAILS, FAILS]
+    c = compare_arrays({"y": e}, {"y": a}, tolerance="fp32")
+    fig = viz.values_scatter(c)
+    colours = dict(zip(fig.data[0].x, fig.data[0].marker.color))
+    assert colours[1.0] == BOUNDS[WITHIN_ATOL][1] and colours[0.0] == BOUNDS[FAILS][1]
+    key = fig.layout.title.subtitle.text
+    assert "within atol 1" in key and "within atol + rtol\u00b7|expected| 1" in key and "fails 2" in key
+    histogram = viz.error_histogram(c)
+    assert "3 beyond atol, 1 of them within atol + rtol" in histogram.layout.title.subtitle.text
+    bars = viz.error_bars(c)
+    assert bars.data[2].y[0] == pytest.approx(1e-3 / np.finfo(np.float64).tiny)  # the 0-expected element
+
+
+def test_count_axes_tick_whole_numbers_only():
+    fig = viz.error_histogram(_small_values_within_atol())
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == "D1" and fig.layout.yaxis.tickformat == "d"
+    big = viz.error_histogram(comparison(n=5000))
+    assert big.layout.yaxis.dtick == 1  # a wide range: the powers of ten
+    assert count_axis(3) == dict(tick0=0, dtick=1, tickformat="d", rangemode="tozero")
+    assert [count_axis(top)["dtick"] for top in (8, 9, 17, 40, 100, 2500)] == [1, 2, 5, 5, 20, 500]
 
 
 def test_shape_mismatch_is_drawn_without_breaking():

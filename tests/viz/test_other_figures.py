@@ -26,7 +26,8 @@ def test_op_histogram_before_after_and_top():
     assert (before.name, after.name) == ("before", "after")
     assert list(before.y) == ["Add", "MatMul", "FusedMatMul"]  # ties: by name
     assert list(before.x) == [6, 4, 0] and list(after.x) == [2, 2, 2]
-    assert "top 3 of 6" in fig.layout.title.text
+    assert "the 3 most frequent of 6 op types" in fig.layout.title.subtitle.text
+    assert fig.layout.xaxis.tickformat == "d" and fig.layout.xaxis.dtick == 1  # counts: never a tick at 1.5
     assert len(viz.op_histogram_figure(Counter({"Relu": 3})).data) == 1
     with pytest.raises(InvalidInputError, match="op counters"):
         viz.op_histogram_figure("model.onnx")
@@ -45,6 +46,7 @@ def test_probe_figure_is_a_status_grid():
     assert z[2][2] is None  # not probed
     assert "bad reshape" in heat.customdata[0][1]
     assert "3 of 5 failing" not in fig.layout.title.text and "2 of 5 failing" in fig.layout.title.text
+    assert "batch, seq at fp32" in fig.layout.title.subtitle.text
 
 
 def test_probe_figure_one_axis_and_many_axes():
@@ -67,7 +69,7 @@ def test_opt_levels_figure_bars_are_medians_with_p95_whiskers():
     assert list(bar.y) == pytest.approx([levels.latency[lv].p50 * 1e3 for lv in bar.x])
     assert list(bar.error_y.array) == pytest.approx([(levels.latency[lv].p95 - levels.latency[lv].p50) * 1e3
                                                      for lv in bar.x])
-    assert levels.best == "all" and "fastest: all" in fig.layout.title.text
+    assert levels.best == "all" and "fastest: all" in fig.layout.title.subtitle.text
 
 
 def test_quantize_figure_places_each_conversion_at_latency_and_gate_error():
@@ -107,3 +109,26 @@ def test_figures_say_what_they_take():
         viz.quantize_figure([converted("int8", 1e-3, 1e-2), optimize_result()])
     with pytest.raises(InvalidInputError, match="top must be an int >= 1"):
         viz.op_histogram_figure(model_summary(), top=0)
+
+
+def _every_figure() -> dict[str, object]:
+    c = comparison(n=50)
+    return {"scatter": viz.values_scatter(c), "histogram": viz.error_histogram(c), "bars": viz.error_bars(c),
+            "latency": viz.latency_figure(sweep_result()), "speedup": viz.speedup_figure(sweep_result()),
+            "probe": viz.probe_figure(probe_report()), "ops": viz.op_histogram_figure(optimize_result()),
+            "levels": viz.opt_levels_figure(opt_levels()),
+            "conversions": viz.quantize_figure([converted("int8", 1e-3, 1e-2), converted("fp16", 2e-3, 1e-4, "fp16")])}
+
+
+@pytest.mark.parametrize("name", list(_every_figure()))
+def test_titles_fit_half_a_1000_px_page_and_legends_sit_below_the_axis_titles(name: str):
+    """A title longer than its figure is cut ("... \u00b7 CPU/disabl"); a legend at y=-0.18 of the plot
+    sat on the x axis' title. At half of a 1000 px page a figure is ~460 px: about 56 characters of
+    the 17 px title font, so a title and a panel's suffix (" \u00b7 CPU/disable/t4") stay under 36 + 20."""
+    fig = _every_figure()[name]
+    title = fig.layout.title
+    assert len(title.text) <= 36, title.text
+    assert title.yref == "container" and title.yanchor == "top"  # the subtitle and panel titles get room below
+    legend = fig.layout.legend
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
+    assert fig.layout.margin.t >= 52 + (18 if title.subtitle.text else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from _data import sweep_result
 
@@ -24,17 +25,40 @@ def test_latency_figure_has_a_line_and_band_per_config_and_seq():
     assert list(line.x) == [r.batch for r in rows]
     assert list(line.y) == pytest.approx([r.p50 * 1e3 for r in rows])
     band = _trace(fig, config="CPU/all", seq=32, kind="band")
-    assert list(band.y) == pytest.approx([r.p95 * 1e3 for r in rows] + [r.p50 * 1e3 for r in rows][::-1])
-    assert band.fill == "toself"
+    quartiles = [np.percentile(result.measurement("CPU/all", r.batch, 32).raw_times, [25, 75]) * 1e3 for r in rows]
+    assert list(band.y) == pytest.approx([q[1] for q in quartiles] + [q[0] for q in quartiles][::-1])
+    assert band.fill == "toself" and "p25..p75" in fig.layout.title.subtitle.text
     legend = [t.name for t in fig.data if t.showlegend is not False]
     assert legend == ["eager", "CPU/all"]  # one legend entry per config
 
 
+def test_one_slow_run_does_not_flatten_the_lines():
+    """A p50..p95 band grew 50x with one slow run of ten and squashed every line to the bottom."""
+    fig = viz.latency_figure(sweep_result(slow_run=True))
+    band = _trace(fig, config="CPU/all", seq=32, kind="band")
+    line = _trace(fig, config="CPU/all", seq=32, kind="p50")
+    assert max(band.y) < 1.5 * max(line.y)  # the middle half of the runs, not the outlier
+
+
+def test_each_row_of_panels_has_one_y_title_and_the_legend_sits_under_the_x_titles():
+    fig = viz.latency_figure(sweep_result())
+    assert fig.layout.yaxis.title.text == "latency (ms)"
+    assert fig.layout.yaxis2.title.text is None  # it would be drawn over the first panel's ticks
+    rows = [SweepRow("eager", 1, s, p50=1e-3, p95=1e-3) for s in (1, 2, 3, 4)]
+    four = viz.latency_figure(SweepResult(rows=rows, total=4))  # 3 columns, 2 rows
+    titled = [k for k, v in four.layout.to_plotly_json().items() if k.startswith("yaxis") and v.get("title")]
+    assert titled == ["yaxis", "yaxis4"]
+    for figure in (fig, viz.speedup_figure(sweep_result())):
+        legend = figure.layout.legend
+        assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
+
+
 def test_latency_figure_without_band_and_without_seq_axis():
     rows = [SweepRow("eager", b, None, p50=b * 1e-3, p95=b * 2e-3) for b in (1, 2, 8)]
-    fig = viz.latency_figure(SweepResult(rows=rows, total=3), band=False)
+    fig = viz.latency_figure(SweepResult(rows=rows, total=3))  # no raw times: no band, and the subtitle says so
     assert len(fig.data) == 1 and list(fig.data[0].x) == [1, 2, 8]
-    assert fig.layout.annotations[0].text == "no sequence axis"
+    assert fig.layout.annotations[0].text == "no sequence axis" and "p25" not in fig.layout.title.subtitle.text
+    assert len(viz.latency_figure(sweep_result(), band=False).data) == 4
 
 
 def test_speedup_figure_bars_equal_the_rows_speedups():
@@ -43,7 +67,7 @@ def test_speedup_figure_bars_equal_the_rows_speedups():
     assert [t.meta["config"] for t in fig.data] == ["CPU/all"]
     rows = [r for r in result.rows if r.config == "CPU/all"]
     assert list(fig.data[0].y) == pytest.approx([r.speedup for r in rows])
-    assert list(fig.data[0].x) == [f"b={r.batch}, s={r.seq}" for r in rows]
+    assert list(fig.data[0].x) == [f"b={r.batch}<br>s={r.seq}" for r in rows]  # two short lines: level labels
     assert fig.layout.shapes[0].y0 == 1.0
 
 
@@ -53,3 +77,16 @@ def test_sweep_figures_with_nothing_to_draw_say_so():
         assert len(fig.data) == 0 and fig.layout.annotations
     with pytest.raises(InvalidInputError, match="SweepResult"):
         viz.latency_figure([1, 2])
+
+
+def test_a_band_far_above_the_lines_is_cut_with_a_note():
+    result = sweep_result()
+    cell = result.measurement("CPU/all", 4, 32)
+    cell.raw_times[:] = [t * (40 if i >= 2 else 1) for i, t in enumerate(cell.raw_times)]  # most runs slow
+    cell.__dict__.pop("_quantiles", None)
+    fig = viz.latency_figure(result)
+    line_top = max(max(t.y) for t in fig.data if t.meta["kind"] == "p50" and t.meta["seq"] == 32)
+    assert fig.layout.yaxis2.range[1] == pytest.approx(2.5 * line_top * 1.05)
+    assert fig.layout.yaxis.range is None  # the other panel is drawn whole
+    assert "cut at 2.5" in fig.layout.title.subtitle.text
+    assert "cut" not in viz.latency_figure(sweep_result()).layout.title.subtitle.text

@@ -59,3 +59,30 @@ def test_from_case_takes_the_cases_parts(tmp_path: Path) -> None:
         assert bench.wait(WAIT_S) and bench.export.axes.output_names() == tuple(case.spec.output_names)
     finally:
         bench.close()
+
+
+def test_traits_and_their_controls_follow_each_other(mlp: wb.ModelCase, mlp_spec: wb.ExportSpec,
+                                                     tmp_path: Path) -> None:
+    bench = Workbench(mlp.model, mlp.example_inputs, spec=mlp_spec, out=tmp_path / "mlp.onnx")
+    try:
+        assert bench.tab == "export" and bench.tabs.selected_index == 0
+        bench.tab = "latency"  # Python moves the tab bar
+        assert bench.tabs.selected_index == 3
+        bench.tabs.selected_index = 2  # a click on a tab moves the trait
+        assert bench.tab == "compare"
+        bench.select("graph")
+        assert bench.tabs.selected_index == 1 and bench.tab == "graph"
+
+        config = wb.SessionConfig(opt_level="extended", intra_op_threads=2)
+        bench.diff.config = config  # the diff's config set from Python: its controls (the toggles) follow
+        assert bench.toggles.config == config and bench.toggles.opt_level.value == "extended"
+        assert bench.toggles.intra_op_threads.value == 2 and bench.sweep.extra_config == config
+        bench.toggles.opt_level.value = "basic"  # and the controls move the diff
+        assert bench.diff.config.opt_level == "basic" and bench.sweep.extra_config.opt_level == "basic"
+        assert "CPU/basic" in bench.sweep.extra_box.description
+
+        bench.sweep.batch_sizes = [3, 5]
+        assert bench.sweep.batch_field.value == "3, 5"
+    finally:
+        assert bench.wait(WAIT_S)
+        bench.close()

@@ -1,5 +1,6 @@
-"""ExportForm: fields prefilled by a run of the model off the main thread, the spec they make, export
-off the main thread, failures shown."""
+"""ExportForm: fields prefilled by a run of the model off the main thread, the spec and the fields in
+sync both ways, export off the main thread, quick shape probes after every export (a failing one shown
+as the doctor's finding, with a retry), failures shown."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from torch import nn
 
 import workbench as wb
 import workbench.widgets.export_form as export_form
+from workbench.doctor import Finding
 from workbench.widgets import ExportForm
+from workbench.widgets._shapes import probe_finding
+from workbench.zoo.broken import baked_reshape
 
 
 class Unexportable(nn.Module):
@@ -205,3 +209,107 @@ def test_the_doctor_diagnosis_is_shown(tmp_path: Path) -> None:
     codes = getattr(form.diagnosis, "codes", [])
     assert codes, form.diagnosis
     assert "Diagnosis" in form.status.value and codes[0] in form.status.value
+
+
+# ---------------------------------------------------------------- shape probes after every export
+
+
+def test_probes_run_after_every_export_off_the_main_thread(mlp: wb.ModelCase, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    real = export_form.quick_probe
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_form, "quick_probe", spy)
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec.replace(exporter="torchscript", opset=17),
+                 out=tmp_path / "mlp.onnx")
+    for _ in range(2):  # the second export comes from the cache: probed all the same
+        form.export()
+        assert form.wait(60) and form.state == "done", form.error
+    assert threads == ["workbench-export", "workbench-export"]
+    assert form.probe is not None and form.probe.ok and form.finding is None
+    assert [c.sizes for c in form.probe.cases] == [{"batch": 1}, {"batch": 3}]
+    assert "runs and matches PyTorch at batch=1; batch=3" in form.status.value
+    assert form.retry_button.layout.display == "none"
+
+
+def test_a_spec_without_dynamic_axes_is_not_probed(mlp: wb.ModelCase, tmp_path: Path) -> None:
+    form = _form(mlp.model, mlp.example_inputs, spec=wb.ExportSpec(exporter="torchscript", opset=17),
+                 out=tmp_path / "static.onnx")
+    form.export()
+    assert form.wait(60) and form.state == "done" and form.probe is None and form.finding is None
+    assert "No dynamic input axis" in form.status.value
+
+
+def test_a_baked_shape_is_shown_as_the_doctors_finding(tmp_path: Path) -> None:
+    """A TorchScript export of attention holds the example's sizes in a Reshape: valid at the example,
+    failing at other sizes. The form says so with DYN002, its fix and a retry button."""
+    case = baked_reshape()  # torchscript, input_ids [2, 5] with batch and seq dynamic
+    form = ExportForm.from_case(case, out=tmp_path / "baked.onnx")
+    form.export()
+    assert form.wait(120)
+    assert form.state == "failed" and isinstance(form.finding, Finding) and form.finding.code == "DYN002"
+    assert form.error == "DYN002: A shape was baked into the graph by tracing"
+    assert form.finding.evidence["op_type"] == "Reshape" and form.finding.evidence["exporter"] == "torchscript"
+    assert form.finding.retry is not None and form.finding.retry.change == {"exporter": "dynamo", "opset": 18}
+    html = form.status.value
+    assert "[DYN002]" in html and "Exported" in html and form.finding._repr_html_() in html
+    assert "torch.export tracks shapes symbolically" in html  # the fix, from the codes table
+    assert form.probe is not None and not form.probe.ok and form.exception is None
+    assert form.onnx_model == str(tmp_path / "baked.onnx")  # the file runs at the example: panels may show it
+    assert form.retry_button.layout.display != "none" and "dynamo" in form.retry_button.description
+
+
+@pytest.mark.slow
+def test_the_retry_reexports_with_dynamo_and_the_probes_pass(tmp_path: Path) -> None:
+    form = ExportForm.from_case(baked_reshape(), out=tmp_path / "baked.onnx")
+    form.export()
+    assert form.wait(120) and form.finding is not None
+    finding = form.finding
+    form.retry_button.click()
+    assert form.wait(240) and form.state == "done", form.error
+    assert form.exporter.value == "dynamo" and form.opset.value == 18 and form.result.spec.exporter == "dynamo"
+    assert form.finding is None and form.probe is not None and form.probe.ok
+    assert finding.retry is not None and finding.retry.ok is True
+    assert "Retry" in form.status.value and "PASSES" in form.status.value
+    assert form.retry_button.layout.display == "none"
+
+
+def test_a_size_one_example_is_retried_from_a_resized_example(mlp: wb.ModelCase, tmp_path: Path) -> None:
+    """DYN001 (an axis specialized at size 1): the retry re-exports from the example resized to 2."""
+    report = wb.ProbeReport([wb.ProbeCase({"batch": 3}, [(3, 16)], "ort_failed",
+                                          message="FeedError: Input 'x' has a static size 1 on axis 0")],
+                            ["batch"], {"batch": 1}, {"x": [0]})
+    spec = mlp.spec.replace(exporter="torchscript", opset=17)
+    finding = probe_finding(report, spec)
+    assert finding is not None and finding.code == "DYN001" and finding.evidence["static_in_graph"] == {"x": [0]}
+    assert finding.retry is not None and finding.retry.change == {"example_sizes": {"batch": 2}}
+    form = _form(mlp.model, mlp.example_inputs[0][:1], spec=spec, out=tmp_path / "one.onnx")
+    form.finding = finding
+    form.retry()
+    assert form.wait(60) and form.state == "done", form.error
+    assert form.example_inputs[0].shape == (2, 16) and "[2, 16]" in form.title.value
+    assert finding.retry.ok is True
+
+
+def test_spec_and_fields_follow_each_other(mlp: wb.ModelCase) -> None:
+    """Every control of the form has a trait: ``spec``. Setting it moves the fields; editing a field sets it."""
+    form = _form(mlp.model, mlp.example_inputs, spec=mlp.spec)
+    form.spec = form.spec.replace(exporter="torchscript", opset=17, input_names=("features",),
+                                  dynamic_axes={"features": {0: "n"}, "y": {0: "n"}})
+    assert form.exporter.value == "torchscript" and form.opset.value == 17
+    assert form.axes.input_names() == ("features",) and form.axes.output_names() == ("y",)
+    assert form.axes.dynamic_axes() == {"features": {0: "n"}, "y": {0: "n"}}
+    form.opset.value = 16
+    assert form.spec.opset == 16
+    form.axes.row("y").name.value = "scores"
+    form.axes.row("features").dims[0].value = "batch"
+    assert form.spec.output_names == ("scores",) and form.spec.dynamic_axes == {"features": {0: "batch"},
+                                                                                 "scores": {0: "n"}}
+    form.exporter.value = "dynamo"  # dynamo emits opset >= 18: the opset follows
+    assert form.opset.value == 18 and form.spec.exporter == "dynamo" and form.spec.opset == 18
+    form.axes.row("scores").name.value = ""  # half-typed: the spec keeps its last valid state
+    assert form.spec.output_names == ("scores",)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
+
 import workbench as wb
+import workbench.widgets.graph as graph_module
 from workbench.widgets import GraphInspector
 from workbench.widgets.netron import live_servers
 
@@ -45,3 +49,24 @@ def test_onnx_model_changes_are_followed(mlp_onnx: Path, tmp_path: Path) -> None
     assert graph.wait(WAIT_S) and graph.state == "done" and graph.summary.path == mlp_onnx
     graph.onnx_model = ""
     assert graph.state == "idle" and graph.summary is None
+
+
+def test_closing_while_the_summary_loads_starts_no_server(mlp_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.1 started Netron's server when the summary arrived, after close(), and nothing stopped it."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_summarize(onnx_model: str) -> wb.ModelSummary:
+        started.set()
+        assert release.wait(WAIT_S)
+        return wb.summarize(onnx_model)
+
+    monkeypatch.setattr(graph_module, "summarize", slow_summarize)
+    graph = GraphInspector(mlp_onnx)
+    assert started.wait(WAIT_S)
+    graph.close()
+    release.set()
+    assert graph.wait(WAIT_S)
+    assert graph.netron is not None and graph.netron.server is None and graph.netron.port == 0
+    assert live_servers() == []
+    graph.reload()  # closed: nothing more happens
+    assert graph.wait(WAIT_S) and live_servers() == []

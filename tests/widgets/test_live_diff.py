@@ -44,6 +44,9 @@ def test_figures_show_the_comparison(mlp: wb.ModelCase, mlp_onnx: Path, mlp_spec
     assert comparison._repr_html_() in diff.verdict.value  # the result's own pass/fail HTML
     assert all("CPU/all" in f.figure.layout.title.text for f in (diff.scatter, diff.histogram, diff.bars))
     assert set(diff.timings) == {"wait", "inputs", "session", "compare", "figures", "send", "total"}
+    status = diff.status.value  # what the user needs first; the timings folded
+    assert "on inputs [2, 16] at fp32: pass." in status
+    assert status.index("timings</summary>") < status.index("session 0.")
 
 
 def test_a_config_change_redraws(mlp: wb.ModelCase, mlp_onnx: Path, mlp_spec: wb.ExportSpec) -> None:
@@ -164,3 +167,42 @@ def test_from_case_takes_the_cases_inputs_spec_and_tolerance(mlp: wb.ModelCase, 
     assert diff.wait(WAIT_S) and diff.state == "done", diff.error
     assert diff.case is not None and diff.case.spec == mlp.spec and list(diff.sliders) == ["batch"]
     assert diff.comparison.tolerance == "fp16" and diff.tolerance_picker.value == "fp16"
+
+
+@pytest.mark.parametrize("trait, control, values", [
+    ("tolerance", "tolerance_picker", ["int8", "fp16", "fp32"]),
+    ("batch", "batch", [3, 1, 2]),
+    ("seq", "seq", [7, 40, 32]),
+])
+def test_every_trait_with_a_control_follows_it_both_ways(tc_smoke: wb.ModelCase, trait: str, control: str,
+                                                         values: list[Any]) -> None:
+    """Notebook 03 sets ``diff.tolerance = "int8"``: the dropdown must say int8 (and so for the sliders)."""
+    diff = LiveDiff.from_case(tc_smoke)  # no file: nothing is compared, only the controls move
+    widget = diff.tolerance_picker if control == "tolerance_picker" else diff.sliders[control]
+    for value in values:
+        setattr(diff, trait, value)
+        assert widget.value == value, f"diff.{trait} = {value!r} left the control at {widget.value!r}"
+    for value in values[::-1]:
+        widget.value = value
+        assert getattr(diff, trait) == value, f"the control at {value!r} left diff.{trait} at {getattr(diff, trait)!r}"
+
+
+def test_a_size_the_graph_cannot_run_is_named_not_raw(tc_smoke: wb.ModelCase, export_zoo: Any) -> None:
+    """A TorchScript export whose Reshape holds seq=32: moving seq to 48 must say which shape fails and
+    why, never ONNX Runtime's raw message (kept folded for a bug report)."""
+    onnx_model = export_zoo("text_classifier", "torchscript").out
+    diff = LiveDiff.from_case(tc_smoke, onnx_model)
+    assert diff.wait(WAIT_S) and diff.state == "done", diff.error
+    diff.seq = 48
+    assert diff.wait(WAIT_S) and diff.state == "failed" and diff.comparison is None
+    message = diff.error
+    for words in ("input_ids 2×48", "Reshape node", "seq=32", "exported with torchscript", "dynamo exporter",
+                  "wb.probe_shapes"):
+        assert words in message, (words, message)
+    shown = diff.status.value.split("<details>")[0]  # what shows without a click
+    assert "ONNXRuntimeError" not in shown and "Traceback" not in diff.status.value and "seq=32" in shown
+    assert "ONNX Runtime's message</summary>" in diff.status.value and "requested shape" in diff.status.value  # folded
+    assert "NO RESULT" in diff.verdict.value
+    assert diff.plots.layout.display == "none"  # the last comparison's figures would pass for this one's
+    diff.seq = 32  # the example's size runs again
+    assert diff.wait(WAIT_S) and diff.state == "done" and diff.error == "" and diff.plots.layout.display is None

@@ -64,7 +64,7 @@ def test_a_run_fills_plots_table_and_csv(mlp: wb.ModelCase, mlp_onnx: Path, mlp_
     configs = {t.meta["config"] for t in sweep.latency.data if t.meta and t.meta.get("kind") == "p50"}
     assert configs == {"eager", "CPU/all", "CPU/disable"}
     assert {t.name for t in sweep.speedup.data} == {"CPU/all", "CPU/disable"}
-    assert "CPU/disable" in sweep.table.value
+    assert "CPU/disable" in sweep.table.value and "p50 (ms)" in sweep.table.value
     frame = sweep.to_pandas()
     assert isinstance(frame, pd.DataFrame) and len(frame) == 6
     sweep.csv_out.value = str(tmp_path / "out.csv")
@@ -152,3 +152,62 @@ def test_grid_traits_are_checked_and_move_the_fields(mlp: wb.ModelCase, mlp_onnx
     assert sweep.seq_lens == [8]
     sweep.cancel()
     assert sweep.wait(WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def tc_onnx(export_zoo: Any) -> Path:
+    """The smoke text classifier, batch and seq dynamic (dynamo: the TorchScript export runs only at the
+    example's shape)."""
+    return Path(export_zoo("text_classifier").out)
+
+
+def _subplot_titles(sweep: LatencySweep) -> list[str]:
+    return [a.text for a in sweep.latency.figure.layout.annotations]
+
+
+@pytest.mark.slow
+def test_the_sweep_runs_again_and_again_with_other_sizes(tc_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 2 of the default grid (two seq lengths) failed: its first live redraw has one subplot."""
+    monkeypatch.setattr(sweep_module, "LIVE_REDRAW_S", 0.0)  # redraw after every cell, as a slow sweep does
+    case = wb.zoo.get("text_classifier", smoke=True)
+    sweep = LatencySweep.from_case(case, tc_onnx, batch_sizes=[1, 2], seq_lens=[8, 16], runs=1, warmup=0)
+    for seqs in ([8, 16], [8, 16], [8], [4, 8, 16]):
+        sweep.seq_lens = seqs
+        sweep.run_button.click()
+        assert sweep.wait(WAIT_S) and sweep.state == "done", sweep.error
+        assert not sweep.result.errors and len(sweep.result.rows) == 2 * len(seqs) * 2  # eager + CPU/all
+        assert _subplot_titles(sweep) == [f"seq = {s}" for s in seqs]
+        axes = [k for k in sweep.latency.figure.layout.to_plotly_json() if k.startswith("xaxis")]
+        assert len(axes) == len(seqs)
+        assert {t.meta["seq"] for t in sweep.latency.data} == set(seqs)
+
+
+def test_the_fields_and_the_grid_traits_follow_each_other(mlp: wb.ModelCase, mlp_onnx: Path,
+                                                          mlp_spec: wb.ExportSpec) -> None:
+    sweep = _sweep(mlp, mlp_onnx, mlp_spec)
+    assert not sweep.batch_field.continuous_update  # read on Enter or leaving the field, not on each key
+    sweep.batch_field.value = "4; 1"  # a person types into the field
+    assert sweep.batch_sizes == [4, 1] and sweep.batch_field.value == "4, 1"
+    sweep.seq_field.value = "8, 16"
+    assert sweep.seq_lens == [8, 16]
+    sweep.batch_field.value = "4, x"  # unreadable: said at once, the trait keeps its value
+    assert sweep.state == "failed" and "batch sizes must be" in sweep.error and sweep.batch_sizes == [4, 1]
+    sweep.batch_sizes = [2]  # Python moves the field, and the complaint goes
+    assert sweep.batch_field.value == "2" and sweep.state == "idle" and sweep.error == ""
+    sweep.seq_lens = "none"
+    assert sweep.seq_field.value == "none" and sweep.seq_lens == [None]
+
+
+def test_the_table_is_in_milliseconds_and_a_failure_is_cut_at_a_word() -> None:
+    cause = "IndexError: index out of range in self " + "and a very long explanation " * 12
+    rows = [wb.SweepRow("eager", 1, None, p50=0.0009362, p90=0.00101, p95=0.00105, p99=0.0011, throughput=1068.0),
+            wb.SweepRow("CPU/all", 1, None, p50=0.0012, p90=0.0013, p95=0.0014, p99=0.0015, throughput=833.0,
+                        speedup=0.78, noisy=True),
+            wb.SweepRow("CPU/basic", 1, None, error=cause)]
+    html = sweep_module.sweep_table_html(wb.SweepResult(rows=rows, total=3))
+    assert "p50 (ms)" in html and "0.936" in html and "1.200" in html
+    assert " us" not in html and " ms<" not in html  # one unit, said once in the header
+    assert "noisy" in html and "title=" in html  # the note explains itself on hover
+    shown = html.split("failed: ")[1].split("<details")[0]
+    assert shown.endswith("\u2026") and shown[:-1].split()[-1] in cause.split()  # cut after a whole word
+    assert "<details" in html and cause.strip() in html  # the full text a click away

@@ -1,4 +1,4 @@
-"""SessionToggles: controls <-> SessionConfig."""
+"""SessionToggles: controls <-> SessionConfig, and only the providers that can run here offered."""
 
 from __future__ import annotations
 
@@ -6,14 +6,33 @@ import onnxruntime as ort
 
 import workbench as wb
 from workbench.widgets import SessionToggles
+from workbench.widgets.toggles import NOT_LOCAL
 
 
-def test_providers_come_from_onnxruntime() -> None:
+def test_providers_come_from_onnxruntime_and_those_that_cannot_run_here_are_greyed() -> None:
     toggles = SessionToggles()
-    assert list(toggles.provider_boxes) == ort.get_available_providers()
+    available = ort.get_available_providers()
+    assert list(toggles.provider_boxes)[: len(available)] == available
     cpu = toggles.provider_boxes["CPUExecutionProvider"]
-    assert cpu.value and cpu.disabled  # always there as the fallback
+    assert cpu.value and cpu.disabled and "fallback" in cpu.tooltip  # always there as the fallback
     assert toggles.config == wb.SessionConfig()
+    for name, box in toggles.provider_boxes.items():
+        usable = name in available and name not in NOT_LOCAL
+        assert box.disabled == (not usable or name == "CPUExecutionProvider"), name
+        if not usable:  # greyed, and the reason on hover and in the notes under the boxes
+            assert toggles.unusable[name] and toggles.unusable[name] in box.tooltip
+            assert box.description in toggles.provider_notes.value
+
+
+def test_a_cpu_build_greys_azure_and_cuda_with_the_reason() -> None:
+    toggles = SessionToggles(providers=["AzureExecutionProvider", "CPUExecutionProvider"])
+    assert list(toggles.provider_boxes) == ["AzureExecutionProvider", "CPUExecutionProvider", "CUDAExecutionProvider"]
+    azure, cuda = toggles.provider_boxes["AzureExecutionProvider"], toggles.provider_boxes["CUDAExecutionProvider"]
+    assert azure.disabled and not azure.value and "Azure" in azure.tooltip and "does not run this model here" in azure.tooltip
+    assert cuda.disabled and "onnxruntime-gpu" in cuda.tooltip
+    assert "onnxruntime-gpu" in toggles.provider_notes.value and "Azure" in toggles.provider_notes.value
+    gpu = SessionToggles(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not gpu.provider_boxes["CUDAExecutionProvider"].disabled and "CUDA" not in gpu.provider_notes.value
 
 
 def test_controls_make_the_config() -> None:
@@ -32,14 +51,29 @@ def test_controls_make_the_config() -> None:
 
 def test_config_moves_the_controls() -> None:
     toggles = SessionToggles(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    toggles.config = wb.SessionConfig(providers=("CUDAExecutionProvider",), opt_level="disable", intra_op_threads=3)
+    toggles.config = wb.SessionConfig(providers=("CUDAExecutionProvider",), opt_level="disable", intra_op_threads=3,
+                                      inter_op_threads=2, execution_mode="parallel")
     assert toggles.opt_level.value == "disable" and toggles.intra_op_threads.value == 3
+    assert toggles.inter_op_threads.value == 2 and toggles.execution_mode.value == "parallel"
     assert toggles.provider_boxes["CUDAExecutionProvider"].value
     toggles.provider_boxes["CUDAExecutionProvider"].value = False
     assert toggles.config.providers == ("CPUExecutionProvider",)
+    toggles.provider_boxes["CUDAExecutionProvider"].value = True
+    assert toggles.config.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def test_a_provider_missing_here_is_said() -> None:
+def test_a_provider_that_cannot_run_here_is_said_and_kept() -> None:
     toggles = SessionToggles(wb.SessionConfig(providers=("TensorrtExecutionProvider",)),
                              providers=["CPUExecutionProvider"])
-    assert "Not available in this onnxruntime build: TensorrtExecutionProvider" in toggles.status.value
+    assert "Cannot run here: TensorrtExecutionProvider" in toggles.status.value
+    toggles.opt_level.value = "basic"  # another control moves: the config keeps what it asked for
+    assert toggles.config.providers == ("TensorrtExecutionProvider", "CPUExecutionProvider")
+    assert toggles.config.opt_level == "basic"
+
+
+def test_no_button_label_is_cut_off() -> None:
+    """ToggleButtons cut a label that does not fit their width ("extend\u2026"): ~8 px a character + padding."""
+    toggles = SessionToggles()
+    for buttons in (toggles.opt_level, toggles.execution_mode):
+        width = int(buttons.style.button_width.removesuffix("px"))
+        assert all(8 * len(label) + 24 <= width for label in buttons.options), (buttons.options, width)

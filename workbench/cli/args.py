@@ -46,8 +46,28 @@ def add_tolerance(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", help=f"{', '.join(TOLERANCES)} or RTOL,ATOL (default: the model case's, fp32 for most)")
 
 
+def cache_work_dir(name: str) -> Path:
+    """A default ``--work-dir``: the folder ``name`` in the per-user cache (created, private to the user)."""
+    from workbench.core._workdirs import user_cache_dir
+
+    return user_cache_dir(name)
+
+
 def add_work_dir(p: argparse.ArgumentParser, *, default: Path | None, what: str) -> None:
+    """``--work-dir``. A ``default`` in the shared temp folder (e.g. ``/tmp/onnx-workbench``), where another
+    user could create it first, is moved into the per-user cache (``cache_work_dir``)."""
+    if default is not None and _in_shared_temp(Path(default)):
+        name = Path(default).name
+        default = cache_work_dir("work" if name in ("", "onnx-workbench") else name)
+        what += f" (default {default})"
     p.add_argument("--work-dir", type=Path, default=default, metavar="DIR", help=what)
+
+
+def _in_shared_temp(path: Path) -> bool:
+    import tempfile
+
+    shared = {Path(tempfile.gettempdir()).resolve(), Path("/tmp").resolve(), Path("/var/tmp").resolve()}
+    return path.resolve().parent in shared or path.resolve() in shared
 
 
 def add_spec(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,6 @@ against ONNX Runtime (exported to --work-dir first; re-runs reuse the export).""
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs (default 10)")
     cli_args.add_session(p)
     cli_args.add_smoke(p)
-    cli_args.add_work_dir(p, default=Path(tempfile.gettempdir()) / "onnx-workbench",
+    cli_args.add_work_dir(p, default=cli_args.cache_work_dir("bench"),
                           what="where a MODEL is exported (re-runs reuse the export)")
 
 

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cli_args.add_session(p)
     cli_args.add_smoke(p)
     p.add_argument("--no-retry", action="store_true", help="do not apply and verify the automatic fixes")
-    cli_args.add_work_dir(p, default=None, what="where the exported files go (default: a new temporary folder)")
+    cli_args.add_work_dir(p, default=None, what="where the exported files go (default: a new folder in the per-user cache "
+                          "~/.cache/onnx-workbench/doctor; the last 8 are kept)")
     p.add_argument("--out", type=Path, metavar="PATH", help="also write the diagnosis as HTML to PATH")
 
 
@@ -52,6 +53,15 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def write_html(out: Path, html: str) -> None:
+    """Write ``html`` to ``out`` atomically: a reader, or a kill, sees the old file or the whole new one."""
+    from workbench.core._files import atomic_output
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> int:
     from workbench.doctor.gallery import diagnose_case
 
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         diagnosis = diagnose_case(case, retry=not args.no_retry, work_dir=args.work_dir)
     print(diagnosis.text())
     if args.out:
-        Path(args.out).write_text("<!doctype html><meta charset='utf-8'>" + diagnosis._repr_html_(), encoding="utf-8")
+        write_html(Path(args.out), "<!doctype html><meta charset='utf-8'>" + diagnosis._repr_html_())
         say(f"HTML written to {args.out}")
     return exit_code(diagnosis.ok)
 

@@ -2,7 +2,11 @@
 
     zoo:NAME (or a bare zoo name)     a demo model of ``workbench.zoo``
     package.module:factory            imported from the current folder or the installed packages
-    path/to/file.py:factory           the file is imported as a module
+    path/to/file.py:factory           the file is imported as a module of a private name
+
+``file.py`` is imported under a private name (``_wb_user_<stem>_<hash>``), never its bare stem: a
+``./onnx.py:build`` does not replace the real ``onnx`` in ``sys.modules``. ``module:factory``
+looks in the current folder first while it is imported; ``sys.path`` is restored afterwards.
 
 ``module:factory`` and ``file.py:factory`` IMPORT that code and CALL the factory: name only code
 you trust. The factory takes no arguments and returns a ``ModelCase`` (for example
@@ -11,6 +15,8 @@ you trust. The factory takes no arguments and returns a ``ModelCase`` (for examp
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -18,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from workbench import zoo
 from workbench.core.case import ModelCase, as_case
@@ -30,30 +36,57 @@ HELP = (f"MODEL is {FORMS}. module:factory and file.py:factory import that code 
         "returns a ModelCase or (model, example_inputs[, spec]): name only code you trust.")
 
 
+def private_module_name(path: Path) -> str:
+    """The name a file is imported under: private, and one per file (``_wb_user_<stem>_<hash>``)."""
+    resolved = str(path.resolve())
+    digest = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"_wb_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+
+
 def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise InvalidInputError(f"No Python file at '{path}' (from the model argument). Check the path.")
-    name = re.sub(r"\W", "_", path.stem)
+    name = private_module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise InvalidInputError(f"'{path}' cannot be imported as a Python module. Pass a .py file.")
     module = importlib.util.module_from_spec(spec)
+    # Registered (under the private name) while it runs: dataclasses, pickling and torch look
+    # classes up by their module's name.
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(name, None)
         raise InvalidInputError(f"Importing '{path}' raised {type(exc).__name__}: {exc}. Fix the file first.") from exc
     return module
+
+
+@contextlib.contextmanager
+def _current_folder_first() -> Iterator[None]:
+    """The current folder first on ``sys.path`` meanwhile (``onnx-workbench export mymodels:build``
+    finds ./mymodels.py, and the factory its own imports); ``sys.path`` is restored afterwards."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(cwd)
+            except ValueError:  # the imported code removed it itself
+                pass
 
 
 def import_module_or_file(module_text: str) -> ModuleType:
     """``pkg.module`` (importable from the current folder too) or ``path/to/file.py``."""
     if module_text.endswith(".py") or os.sep in module_text or "/" in module_text:
         return _import_file(Path(module_text))
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `onnx-workbench export mymodels:build` finds ./mymodels.py
     try:
-        return importlib.import_module(module_text)
+        with _current_folder_first():
+            return importlib.import_module(module_text)
     except ModuleNotFoundError as exc:
         raise InvalidInputError(
             f"No module named {module_text!r} ({exc}). Run from the folder that holds it, install it, or pass "
@@ -78,11 +111,12 @@ def _from_factory(text: str) -> ModelCase:
     module_text, _, attr = text.rpartition(":")
     if not module_text or not attr.isidentifier():
         raise InvalidInputError(f"Cannot read {text!r} as module:factory; e.g. mypkg.models:build_model.")
-    factory = _factory(module_text, attr)
-    try:
-        made = factory()
-    except Exception as exc:
-        raise InvalidInputError(f"The factory {text} raised {type(exc).__name__}: {exc}.") from exc
+    with _current_folder_first():
+        factory = _factory(module_text, attr)
+        try:
+            made = factory()
+        except Exception as exc:
+            raise InvalidInputError(f"The factory {text} raised {type(exc).__name__}: {exc}.") from exc
     if isinstance(made, ModelCase):
         return made
     try:

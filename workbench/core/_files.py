@@ -115,13 +115,17 @@ def resolve_output(source: Path, out: PathLike | None, suffix: str) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temp path in ``out``'s directory; on success move it onto ``out``, on failure delete it."""
-    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.onnx")
+    """Yield a temp path in ``out``'s directory; on success move it onto ``out``, on failure delete it.
+
+    The temp name is unique per call and keeps ``out``'s suffix (writers choose a format by it).
+    """
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp{out.suffix}")
     try:
         yield tmp
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise WorkbenchError(
-                f"The writer reported success but left no model at '{tmp}'; '{out}' was not written. "
+                f"The writer reported success but left nothing at '{tmp}'; '{out}' was not written. "
                 "This is a bug in the workbench or ONNX Runtime; please report it with the model."
             )
         os.replace(tmp, out)

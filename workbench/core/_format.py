@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
+from workbench.errors import strip_ansi
+
 
 def fmt_time(seconds: float) -> str:
     """Seconds as a short human string: 850 ns, 12.3 us, 4.56 ms, 1.20 s."""
@@ -68,6 +70,8 @@ def badge(ok: bool | None, text: str | None = None) -> str:
 
 
 def esc(value: Any) -> str:
-    """``value`` as text safe inside HTML (``html.escape(str(value), quote=True)``): every string from
-    a model, a file or an exception goes through it before it enters a ``_repr_html_`` or a report."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text safe inside HTML, in element text and in quoted attribute values alike
+    (``html.escape(str(value), quote=True)``, after ``errors.strip_ansi`` removed terminal escape
+    codes): every string from a model, a file, an exception or a warning goes through it before it
+    enters a ``_repr_html_``, a report or a widget. The one escaping helper of the workbench."""
+    return html.escape(strip_ansi(str(value)), quote=True)

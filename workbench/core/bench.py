@@ -8,6 +8,7 @@ percentiles, the spread and the noise verdict are computed from the raw numbers,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from contextlib import contextmanager
@@ -21,8 +22,10 @@ from torch import nn
 
 from workbench.core._checks import is_int, is_number
 from workbench.core._io import is_path
+from workbench.core._locks import TORCH_LOCK
 from workbench.core.feeds import build_feed
 from workbench.core.inputs import as_input_tuple, check_inputs_fit
+from workbench.core.ort_errors import explain_run_error
 from workbench.core.measurement import NOISE_THRESHOLD, Measurement
 from workbench.core.session import SessionConfig, open_session
 from workbench.errors import InvalidInputError, WorkbenchError, describe
@@ -83,15 +86,25 @@ def _time_calls(call: Callable[[], Any], warmup: int, runs: int | None, min_time
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
-    """Set ``torch.set_num_threads`` for the block (if given) and restore it afterwards."""
-    previous = torch.get_num_threads()
+    """Run the block with ``torch.set_num_threads(threads)`` and restore the count afterwards; yield the count.
+
+    Torch's thread count is process state (with OpenMP also per thread), so a block that changes it
+    holds ``TORCH_LOCK`` exclusively: calls on other threads wait instead of overlapping, and each
+    block restores, in its own thread, the count it found. ``threads=None`` changes nothing and
+    takes no lock.
+    """
     if threads is not None and not is_int(threads, 1):
         raise InvalidInputError(f"threads must be an int >= 1 or None, received {threads!r}.")
-    torch.set_num_threads(threads or previous)
-    try:
-        yield threads or previous
-    finally:
-        torch.set_num_threads(previous)
+    if threads is None:
+        yield torch.get_num_threads()
+        return
+    with TORCH_LOCK.exclusive():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield threads
+        finally:
+            torch.set_num_threads(previous)
 
 
 def _to_tensor(value: Any) -> torch.Tensor:
@@ -205,9 +218,10 @@ def benchmark(
         _check_not_empty(inputs)
         session = _as_session(target, config, threads)
         used = _session_threads(session, threads)
-        call = functools.partial(session.run, None, build_feed(session, inputs))
+        feed = build_feed(session, inputs)
+        call = functools.partial(session.run, None, feed)
         name = label or _ort_label(session)
-        times, cpu = _run_guarded(call, warmup, runs, min_time, name)
+        times, cpu = _run_guarded(call, warmup, runs, min_time, name, session=session, feed=feed)
     elif isinstance(target, nn.Module) or callable(target):
         if config is not None:
             raise InvalidInputError("config= is for ONNX models (a path or ModelProto); leave it None for "
@@ -217,7 +231,9 @@ def benchmark(
             call, name = _module_call(target, inputs), label or f"eager:{type(target).__name__}"
         else:
             call, name = _callable_call(target, inputs), label or getattr(target, "__name__", "call")
-        with torch_threads(threads) as used, torch.inference_mode():
+        # A module runs with TORCH_LOCK shared: never while an export has it (see core/_locks.py).
+        guard = TORCH_LOCK.shared() if isinstance(target, nn.Module) else contextlib.nullcontext()
+        with torch_threads(threads) as used, guard, torch.inference_mode():
             times, cpu = _run_guarded(call, warmup, runs, min_time, name)
     else:
         raise InvalidInputError(
@@ -229,7 +245,8 @@ def benchmark(
 
 
 def _run_guarded(call: Callable[[], Any], warmup: int, runs: int | None, min_time: float | None,
-                 name: str) -> tuple[list[float], float]:
+                 name: str, *, session: ort.InferenceSession | None = None, feed: Any = None
+                 ) -> tuple[list[float], float]:
     """The per-call times and the CPU time the whole process spent (warmup included)."""
     try:
         cpu = time.process_time()
@@ -238,6 +255,8 @@ def _run_guarded(call: Callable[[], Any], warmup: int, runs: int | None, min_tim
     except WorkbenchError:
         raise
     except Exception as exc:
+        if session is not None:  # ONNX Runtime's own error: say which input or node, and what to do
+            raise explain_run_error(exc, session, feed) from exc
         raise InvalidInputError(
             f"{name} failed while being timed: {type(exc).__name__}: {str(exc).strip()[:800]}. "
             "Run it once by hand on the same inputs to check they fit the model."

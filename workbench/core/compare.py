@@ -19,6 +19,7 @@ from workbench.core._format import badge, esc, fmt_num, html_table, text_table
 from workbench.core._io import OnnxModel
 from workbench.core.feeds import as_samples, build_feed, run_torch, to_numpy
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module
+from workbench.core.ort_errors import run_errors
 from workbench.core.session import SessionConfig, load_session
 from workbench.core.tolerance import TOLERANCES, Tolerance, resolve_tolerance
 from workbench.errors import InvalidInputError
@@ -40,8 +41,8 @@ class OutputDiff:
     mismatches: int
     total: int
     worst_index: tuple[int, ...]
-    worst_expected: float
-    worst_actual: float
+    worst_expected: Any  # a float; the element itself for strings
+    worst_actual: Any
     expected_nonfinite: int
     actual_nonfinite: int
     abs_errors: np.ndarray = field(repr=False)
@@ -71,11 +72,9 @@ class OutputDiff:
                        max(e.size, a.size), max(e.size, a.size), (), float("nan"), float("nan"), 0, 0,
                        empty, e, a, shape_mismatch=f"expected shape {tuple(e.shape)}, got {tuple(a.shape)}",
                        sample=sample)
-        if e.dtype == np.bool_ or not np.issubdtype(e.dtype, np.number):
-            e = e.astype(np.float64)
-            a = a.astype(np.float64)
-        e64 = e.astype(np.float64)
-        a64 = a.astype(np.float64)
+        if _is_text(e) or _is_text(a):
+            return cls._exact(name, e, a, rtol, atol, sample=sample)
+        e64, a64 = _as_numbers(e, a)
         e_bad = ~np.isfinite(e64)
         a_bad = ~np.isfinite(a64)
         # A non-finite value matches only the same non-finite value.
@@ -91,7 +90,7 @@ class OutputDiff:
         if total:
             flat = int(np.argmax(abs_err))
             worst = tuple(int(i) for i in np.unravel_index(flat, e.shape))
-            worst_e, worst_a = float(e64.reshape(-1)[flat]), float(a64.reshape(-1)[flat])
+            worst_e, worst_a = e64.reshape(-1)[flat].item(), a64.reshape(-1)[flat].item()
         else:
             worst, worst_e, worst_a = (), float("nan"), float("nan")
         return cls(
@@ -105,9 +104,26 @@ class OutputDiff:
             abs_errors=abs_err.reshape(-1), expected=e, actual=a, sample=sample,
         )
 
+    @classmethod
+    def _exact(cls, name: str, e: np.ndarray, a: np.ndarray, rtol: float, atol: float, *, sample: int) -> OutputDiff:
+        """Strings (and objects) match only when equal (bytes decoded as UTF-8): an error is 0 or inf."""
+        equal = np.fromiter((_same(x, y) for x, y in zip(e.reshape(-1), a.reshape(-1))), dtype=bool, count=e.size)
+        abs_err = np.where(equal, 0.0, np.inf)
+        flat = int(np.argmax(abs_err)) if e.size else 0
+        worst = tuple(int(i) for i in np.unravel_index(flat, e.shape)) if e.size else ()
+        worst_e, worst_a = (_text(e.reshape(-1)[flat]), _text(a.reshape(-1)[flat])) if e.size else (None, None)
+        return cls(name, tuple(e.shape), rtol, atol, float(abs_err.max(initial=0.0)), float(abs_err.max(initial=0.0)),
+                   float(abs_err.mean()) if e.size else 0.0, int((~equal).sum()), int(e.size), worst, worst_e, worst_a,
+                   0, 0, abs_err, e, a, sample=sample)
+
     def describe(self) -> str:
         if self.shape_mismatch:
             return f"{self.name}: {self.shape_mismatch}"
+        if _is_text(self.expected) or _is_text(self.actual):
+            text = f"{self.name}{list(self.shape)}: {self.mismatches}/{self.total} element(s) differ (compared exactly)"
+            if self.mismatches:
+                text += f"; first at {self.worst_index}: expected {self.worst_expected!r}, got {self.worst_actual!r}"
+            return text
         text = (f"{self.name}{list(self.shape)}: max abs {fmt_num(self.max_abs)}, max rel {fmt_num(self.max_rel)}, "
                 f"{self.mismatches}/{self.total} ({self.mismatch_pct:.2f}%) beyond tolerance")
         if self.mismatches:
@@ -115,6 +131,29 @@ class OutputDiff:
         if self.actual_nonfinite or self.expected_nonfinite:
             text += f"; non-finite values: expected {self.expected_nonfinite}, got {self.actual_nonfinite}"
         return text
+
+
+def _is_text(arr: np.ndarray) -> bool:
+    """Strings, bytes and Python objects (ONNX Runtime returns string tensors as object arrays)."""
+    return arr.dtype.kind in "OUSV"
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _same(x: Any, y: Any) -> bool:
+    try:
+        return bool(np.all(_text(x) == _text(y)))
+    except Exception:  # values that cannot be compared (a ragged array against a string...) differ
+        return False
+
+
+def _as_numbers(e: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64, or complex128 when either is complex; bool, integers and ml_dtypes'
+    bfloat16/float8/int4 included."""
+    wide = np.complex128 if np.iscomplexobj(e) or np.iscomplexobj(a) else np.float64
+    return e.astype(wide), a.astype(wide)
 
 
 @dataclass
@@ -274,6 +313,7 @@ def compare(
     for i, sample in enumerate(samples):
         feed = build_feed(session, sample)
         expected = run_torch(model, sample)
-        actual = session.run(None, feed)
+        with run_errors(session, feed):
+            actual = session.run(None, feed)
         parts.append(compare_arrays(expected, actual, tolerance=tolerance, names=output_names, sample=i))
     return merge(parts, [[tuple(t.shape) for t in s] for s in samples], session.get_providers())

@@ -1,12 +1,18 @@
-"""Export a PyTorch model to ONNX with checked dynamic axes, a cache and an atomic write."""
+"""Export a PyTorch model to ONNX with checked dynamic axes, a cache and an atomic write.
+
+Safe from worker threads: an export holds ``capture.CAPTURE_LOCK`` and ``_locks.TORCH_LOCK``
+exclusively (torch.export is not thread-safe, and it swaps the model's weights for fake tensors
+while it traces; see ``_locks`` for why a lock and not a child process), records only its own
+thread's warnings (``_warn_capture``), captures what torch's C++ code prints (``capture``) into
+``ExportResult.torch_output``, and quiets torch's loggers with a reference-counted override. How
+the files reach their place, and the cache record, are in ``_export_files``.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,7 +24,11 @@ import onnx
 import torch
 from torch import nn
 
+from workbench.core import _export_files as files
 from workbench.core._format import badge, esc, fmt_time, html_table
+from workbench.core._locks import TORCH_LOCK, SharedOverride
+from workbench.core._warn_capture import capture_warnings
+from workbench.core.capture import CAPTURE_LOCK, captured_output
 from workbench.core.feeds import flatten_outputs
 from workbench.core.fingerprint import fingerprint
 from workbench.core.graph import ModelSummary, summarize
@@ -26,7 +36,6 @@ from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module
 from workbench.core.spec import ExportSpec
 from workbench.errors import ExportError, InvalidInputError, SpecError
 
-_SIDECAR_SUFFIX = ".wbexport.json"
 # Warnings torch raises about its own internals, not about the user's model.
 _INTERNAL_NOISE = ("torchvision", "LeafSpec", "legacy TorchScript-based ONNX export",
                    "The feature will be removed. Please remove usage of this function")
@@ -44,6 +53,7 @@ class ExportResult:
     onnx_version: str = onnx.__version__
     fingerprint: str = ""
     cached: bool = False
+    torch_output: str = ""  # what torch printed (C++ included) during the export
 
     @property
     def exporter(self) -> str:
@@ -83,7 +93,7 @@ def _default_spec(model: nn.Module, n_inputs: int, n_outputs: int) -> ExportSpec
 
 def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     try:
-        with torch.inference_mode():
+        with TORCH_LOCK.shared(), torch.inference_mode():
             return flatten_outputs(model(*inputs))
     except Exception as exc:
         shapes = [f"{tuple(t.shape)} {t.dtype}" for t in inputs]
@@ -228,46 +238,9 @@ def _extra_arguments(spec: ExportSpec | None, custom_translation_table: Any, cus
     return extra
 
 
-def _finish_model(path: Path, spec: ExportSpec) -> None:
-    """Name the symbolic output dims as the spec asks; move weights to external data if asked."""
-    model = onnx.load(str(path), load_external_data=True)
-    changed = False
-    for out in model.graph.output:
-        for dim, sym in spec.dynamic_axes.get(out.name, {}).items():
-            dims = out.type.tensor_type.shape.dim
-            if dim < len(dims) and dims[dim].dim_param and dims[dim].dim_param != sym:
-                dims[dim].dim_param = sym
-                changed = True
-    has_external = any(f.name.startswith(path.name) and f != path for f in path.parent.iterdir())
-    if spec.external_data and not has_external:
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    elif changed:
-        onnx.save_model(model, str(path), save_as_external_data=has_external,
-                        all_tensors_to_one_file=True, location=path.name + ".data")
-
-
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    side = path.with_name(path.name + _SIDECAR_SUFFIX)
-    try:
-        data = json.loads(side.read_text())
-        stat = path.stat()
-        if data.get("size") != stat.st_size or data.get("mtime_ns") != stat.st_mtime_ns:
-            return None
-        return data
-    except (OSError, ValueError):
-        return None
-
-
-def _write_sidecar(result: ExportResult) -> None:
-    stat = result.out.stat()
-    data = {"fingerprint": result.fingerprint, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "duration_s": result.duration_s, "warnings": result.warnings, "spec": result.spec.to_dict(),
-            "torch_version": result.torch_version, "onnx_version": result.onnx_version}
-    side = result.out.with_name(result.out.name + _SIDECAR_SUFFIX)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, side)
+    """The cache record beside ``path`` if the files are still exactly what that export wrote."""
+    return files.read_sidecar(Path(path))
 
 
 def export(
@@ -286,7 +259,12 @@ def export(
     ``out`` only when the export succeeded; a failure raises ``ExportError`` with the stage,
     the exception and the captured warnings, and leaves no file behind. Re-exporting an
     unchanged model (weights and code) with an unchanged spec and example returns the
-    cached result. ``custom_translation_table`` (dynamo) and ``custom_opsets`` (TorchScript)
+    cached result (only while the files hold what that export wrote: their SHA-256 is checked).
+    External data goes into one file ``<out>.<token>.data``, a fresh name per export, so the old
+    pair stays whole until the new ``.onnx`` replaces the old one (see ``_export_files``). Safe from
+    several threads: exports run one at a time and never while another thread runs a PyTorch model
+    through the workbench; what torch prints meanwhile is in ``torch_output``, not on the screen.
+    ``custom_translation_table`` (dynamo) and ``custom_opsets`` (TorchScript)
     pass through to ``torch.onnx.export``; exports that use them, and exports that rely on
     symbolics registered with ``torch.onnx.register_custom_op_symbolic``, should bypass the
     cache (``use_cache=False``), which cannot see those functions. Calls with either argument
@@ -298,17 +276,17 @@ def export(
     if spec is not None and not isinstance(spec, ExportSpec):
         raise SpecError(f"spec must be a wb.ExportSpec, received {type(spec).__name__}. Build one with wb.ExportSpec(...).")
     extra = _extra_arguments(spec, custom_translation_table, custom_opsets)
-    # The key covers the spec as given: a hit means this exact call succeeded and was checked before.
-    key = fingerprint(model, inputs, spec)
-    cached = _cached(target, key) if use_cache and not extra else None
-    if cached is not None:
-        return cached
-    spec = check_spec(model, inputs, spec)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    duration, captured = _export_atomically(model, inputs, target, spec, extra)
-    result = ExportResult(target, spec, duration, captured, fingerprint=key)
-    _write_sidecar(result)
-    return result
+    with CAPTURE_LOCK, TORCH_LOCK.exclusive():  # lock order: CAPTURE_LOCK first (see _locks)
+        # The key covers the spec as given: a hit means this exact call succeeded and was checked before.
+        key = fingerprint(model, inputs, spec)
+        if target.parent.is_dir():
+            files.clean_stale(target.parent)  # what killed exports into this folder left behind
+        cached = _cached(target, key) if use_cache and not extra else None
+        if cached is not None:
+            return cached
+        spec = check_spec(model, inputs, spec)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return _export_atomically(model, inputs, target, spec, extra, key)
 
 
 def _check_out(out: Any) -> Path:
@@ -322,51 +300,60 @@ def _check_out(out: Any) -> Path:
 
 def _cached(target: Path, key: str) -> ExportResult | None:
     """The result of an earlier export to ``target`` with the same fingerprint, if the file is unchanged."""
-    side = _read_sidecar(target) if target.exists() else None
+    side = files.read_sidecar(target) if target.exists() else None
     if not side or side.get("fingerprint") != key:
         return None
     return ExportResult(target, ExportSpec.from_dict(side["spec"]), side["duration_s"], list(side.get("warnings", [])),
-                        side.get("torch_version", ""), side.get("onnx_version", ""), key, cached=True)
+                        side.get("torch_version", ""), side.get("onnx_version", ""), key, cached=True,
+                        torch_output=str(side.get("torch_output", "")))
 
 
 def _run_captured(model: nn.Module, inputs: tuple[torch.Tensor, ...], staged: Path, spec: ExportSpec,
-                  extra: dict[str, Any], target: Path) -> list[str]:
-    """Run the exporter into ``staged``; its warnings, or ``ExportError`` with the stage that failed."""
-    with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
-        warnings.simplefilter("always")
-        try:
-            _run_exporter(model, inputs, staged, spec, extra)
-        except Exception as exc:
-            stage = _stage_of(exc)
-            raise ExportError(
-                f"The {spec.exporter} exporter failed at the {stage} stage for {type(model).__name__}: "
-                f"{type(exc).__name__}: {_first_lines(str(exc))}. Nothing was written to {str(target)!r}. "
-                "Run wb.diagnose(model, example_inputs, spec=spec) for the cause and a fix, or try the other exporter.",
-                stage=stage, exception=exc, warnings=size_one_warnings(spec, inputs) + _unique_warnings(caught),
-            ) from exc
-        return _unique_warnings(caught)
+                  extra: dict[str, Any], target: Path) -> tuple[list[str], str]:
+    """Run the exporter into ``staged``: ``(its warnings, what it printed)``, or ``ExportError`` with the stage
+    that failed. Other threads' warnings meanwhile are neither recorded nor swallowed (``hold_others``)."""
+    failure: Exception | None = None
+    with capture_warnings(hold_others=True) as caught:
+        with captured_output() as cap, _QUIET_LOGS.override(logging.ERROR):
+            try:
+                _run_exporter(model, inputs, staged, spec, extra)
+            except Exception as exc:
+                failure = exc
+    found = _unique_warnings(caught)
+    found += [w for w in _printed_warnings(cap.text) if w not in found]
+    if failure is not None:
+        stage = _stage_of(failure)
+        error = ExportError(
+            f"The {spec.exporter} exporter failed at the {stage} stage for {type(model).__name__}: "
+            f"{type(failure).__name__}: {_first_lines(str(failure))}. Nothing was written to {str(target)!r}. "
+            "Run wb.diagnose(model, example_inputs, spec=spec) for the cause and a fix, or try the other exporter.",
+            stage=stage, exception=failure, warnings=size_one_warnings(spec, inputs) + found,
+        )
+        error.torch_output = cap.text  # type: ignore[attr-defined]
+        raise error from failure
+    return found, cap.text
 
 
 def _export_atomically(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: Path, spec: ExportSpec,
-                       extra: dict[str, Any]) -> tuple[float, list[str]]:
-    """Export into a temp folder beside ``target``, then move the files into place: ``(seconds, warnings)``."""
-    tmpdir = Path(tempfile.mkdtemp(prefix=".wb-export-", dir=target.parent))
-    staged = tmpdir / target.name
-    start = time.perf_counter()
-    try:
-        captured = size_one_warnings(spec, inputs) + _run_captured(model, inputs, staged, spec, extra, target)
+                       extra: dict[str, Any], key: str) -> ExportResult:
+    """Export into a staging folder beside ``target``, then put the files in place (``_export_files``)."""
+    with files.staging(target) as folder:
+        staged = folder / target.name
+        start = time.perf_counter()
+        captured, printed = _run_captured(model, inputs, staged, spec, extra, target)
+        captured = size_one_warnings(spec, inputs) + captured
         if not staged.exists():
             raise ExportError(f"The {spec.exporter} exporter returned without writing {staged.name}.",
                               stage="save", warnings=captured)
-        _finish_model(staged, spec)
+        files.finish(staged, target.name, spec)
         duration = time.perf_counter() - start
-        for written in sorted(tmpdir.iterdir()):  # external data first, the .onnx last
-            if written != staged:
-                os.replace(written, target.parent / written.name)
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return duration, captured
+        data = files.place(staged, target, folder)
+        result = ExportResult(target, spec, duration, captured, fingerprint=key, torch_output=printed)
+        files.write_sidecar(target, {
+            "fingerprint": key, "duration_s": duration, "warnings": captured, "spec": spec.to_dict(),
+            "torch_version": result.torch_version, "onnx_version": result.onnx_version,
+            "torch_output": printed[:_MAX_PRINTED]}, data, folder)
+    return result
 
 
 def _first_lines(text: str, n: int = 6) -> str:
@@ -383,16 +370,29 @@ def _unique_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return seen
 
 
-class _quiet_torch_logs:
-    """Silence torch.onnx's chatty loggers (e.g. 'torchvision is not installed') during export."""
+_PRINTED_WARNING = re.compile(r"^\[W\b|\bwarning\b", re.IGNORECASE)
+_MAX_PRINTED = 20_000
 
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx.experimental.symbolic_shapes", "onnxscript")
 
-    def __enter__(self) -> None:
-        self.levels = {n: logging.getLogger(n).level for n in self.names}
-        for n in self.names:
-            logging.getLogger(n).setLevel(logging.ERROR)
+def _printed_warnings(text: str, limit: int = 20) -> list[str]:
+    """The warnings torch's C++ code printed (``[W shape_type_inference.cpp:...] Warning: ...``)."""
+    seen: list[str] = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if line and _PRINTED_WARNING.search(line) and line not in seen \
+                and not any(noise in line for noise in _INTERNAL_NOISE):
+            seen.append(line[:500])
+    return seen[:limit]
 
-    def __exit__(self, *exc: object) -> None:
-        for n, level in self.levels.items():
-            logging.getLogger(n).setLevel(level)
+
+_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx.experimental.symbolic_shapes", "onnxscript")
+
+
+def _set_levels(levels: int | dict[str, int]) -> None:
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(levels[name] if isinstance(levels, dict) else levels)
+
+
+#: Silences torch.onnx's chatty loggers (e.g. 'torchvision is not installed') during exports; the first
+#: export to start saves the levels, the last one to finish restores them.
+_QUIET_LOGS = SharedOverride(lambda: {n: logging.getLogger(n).level for n in _LOGGERS}, _set_levels)

@@ -41,10 +41,25 @@ ORT_TO_TORCH: dict[str, torch.dtype] = {
 Sample = Union[tuple[Any, ...], Mapping[str, Any]]
 
 
+#: torch dtypes numpy has no type for -> (an int dtype of the same width, ml_dtypes' name for it).
+_ML_DTYPES: dict[torch.dtype, tuple[torch.dtype, str]] = {
+    torch.bfloat16: (torch.int16, "bfloat16"), torch.float8_e4m3fn: (torch.uint8, "float8_e4m3fn"),
+    torch.float8_e5m2: (torch.uint8, "float8_e5m2"), torch.float8_e4m3fnuz: (torch.uint8, "float8_e4m3fnuz"),
+    torch.float8_e5m2fnuz: (torch.uint8, "float8_e5m2fnuz"),
+}
+
+
 def to_numpy(value: Any) -> np.ndarray:
-    """A tensor (detached, on CPU), an array or anything array-like as a numpy array."""
+    """A tensor (detached, on CPU), an array or anything array-like as a numpy array. bfloat16 and
+    float8 tensors become ml_dtypes arrays (numpy has no such types; onnx depends on ml_dtypes)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if tensor.dtype in _ML_DTYPES:
+            import ml_dtypes
+
+            as_int, name = _ML_DTYPES[tensor.dtype]
+            return tensor.view(as_int).numpy().view(getattr(ml_dtypes, name))
+        return tensor.numpy()
     if isinstance(value, np.ndarray):
         return value
     return np.asarray(value)
@@ -65,7 +80,9 @@ def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
 
 def run_torch(model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
     """Run ``model(*inputs)`` under ``torch.inference_mode`` and return its outputs as arrays."""
-    with torch.inference_mode():
+    from workbench.core._locks import TORCH_LOCK  # never beside an export (it swaps weights for fake tensors)
+
+    with TORCH_LOCK.shared(), torch.inference_mode():
         outputs = model(*inputs)
     return [to_numpy(t) for t in flatten_outputs(outputs)]
 

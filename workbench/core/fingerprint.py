@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from workbench.core._locks import TORCH_LOCK
 from workbench.core.spec import ExportSpec
 
 __all__ = ["code_digest", "fingerprint", "tensor_digest"]
@@ -121,7 +122,15 @@ def tensor_digest(t: torch.Tensor) -> bytes:
 
 def fingerprint(model: nn.Module, inputs: Sequence[torch.Tensor], spec: ExportSpec | None) -> str:
     """Changes when the weights, buffers, model code (classes, their modules' files, the helpers
-    forward calls, forward overrides), the example's shapes or the spec change."""
+    forward calls, forward overrides), the example's shapes or the spec change.
+
+    Reads the weights with ``TORCH_LOCK`` shared: never while an export has swapped them for fake tensors.
+    """
+    with TORCH_LOCK.shared():
+        return _fingerprint(model, inputs, spec)
+
+
+def _fingerprint(model: nn.Module, inputs: Sequence[torch.Tensor], spec: ExportSpec | None) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(torch.__version__.encode())
     h.update(json.dumps(spec.to_dict() if spec else None, sort_keys=True, default=str).encode())

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import onnx
 
 from workbench.core._checks import is_int
-from workbench.core._format import fmt_time
+from workbench.core._format import esc, fmt_time
 from workbench.core._io import OnnxModel, load_model
 from workbench.core.graph import graph_inputs
 from workbench.errors import InvalidInputError, ModelFileError, describe
@@ -317,7 +317,7 @@ class Peak:
         )
 
     def _repr_html_(self) -> str:
-        return f"<code>{self.__repr__()}</code>"
+        return f"<code>{esc(repr(self))}</code>"
 
 
 def _torch_dtype(dtype: Any) -> Any:
@@ -366,9 +366,9 @@ def machine_peak(
 def _machine_peak(size: int, dtype: str, threads: int, repeats: int, max_seconds: float) -> Peak:
     import torch
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    from workbench.core.bench import torch_threads  # holds TORCH_LOCK while the count is changed
+
+    with torch_threads(threads):
         generator = torch.Generator().manual_seed(0)
         a = torch.randn(size, size, generator=generator).to(getattr(torch, dtype))
         b = torch.randn(size, size, generator=generator).to(getattr(torch, dtype))
@@ -381,6 +381,4 @@ def _machine_peak(size: int, dtype: str, threads: int, repeats: int, max_seconds
             start = time.perf_counter_ns()
             torch.mm(a, b, out=out)
             times.append((time.perf_counter_ns() - start) / 1e9)
-    finally:
-        torch.set_num_threads(previous)
     return Peak(size=size, dtype=dtype, threads=threads, raw_times=tuple(times))

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import onnx
 from onnx import external_data_helper, helper, shape_inference
 
 from workbench.core._format import badge, esc, fmt_bytes, html_table, text_table
 from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
+from workbench.core._parameters import count_parameters
+from workbench.errors import strip_ansi
 
 __all__ = ["ModelSummary", "TensorInfo", "graph_inputs", "graph_nodes", "op_histogram", "op_key", "subgraphs",
            "summarize"]
@@ -45,9 +46,22 @@ class TensorInfo:
         return [d for d in (self.dims or ()) if isinstance(d, str)]
 
 
+def dtype_name(elem_type: int) -> str:
+    """A short name of an ONNX element type: numpy's ('float32', 'bfloat16' from ml_dtypes), 'string',
+    'unknown' when unset, 'unknown(N)' for a number ONNX does not define (a damaged file)."""
+    if not elem_type:
+        return "unknown"
+    if elem_type == onnx.TensorProto.STRING:
+        return "string"
+    try:
+        return helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return f"unknown({elem_type})"
+
+
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     t = value.type.tensor_type
-    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    dtype = dtype_name(t.elem_type)
     if not t.HasField("shape"):
         return TensorInfo(value.name, dtype, None)
     dims: list[Dim] = []
@@ -63,7 +77,14 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
 
 @dataclass
 class ModelSummary:
-    """What an ONNX model holds: checker verdict, opsets, IO, ops, parameters and shapes."""
+    """What an ONNX model holds: checker verdict, opsets, IO, ops, parameters and shapes.
+
+    Parameters are counted wherever the graph holds them (initializers, ``Constant`` nodes,
+    subgraphs, functions; ``parameter_locations`` says where), each distinct tensor once: floating
+    point and 8-bit-or-narrower integer tensors with more than one element (see
+    ``workbench.core._parameters``). So the same model counts the same with either exporter.
+    ``repeated_parameters`` is how many values the file stores again in identical copies.
+    """
 
     path: Path | None
     checker_ok: bool | None
@@ -82,6 +103,11 @@ class ModelSummary:
     intermediate: dict[str, TensorInfo] = field(repr=False)
     functions: int = 0
     file_bytes: int = 0
+    parameter_locations: dict[str, int] = field(default_factory=dict)
+    repeated_parameters: int = 0
+    graph_name: str = ""
+    doc_string: str = field(default="", repr=False)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.checker_ok)
@@ -89,6 +115,24 @@ class ModelSummary:
     @property
     def total_parameter_bytes(self) -> int:
         return sum(self.parameter_bytes.values())
+
+    @property
+    def parameters_in_initializers(self) -> int:
+        return self.parameter_locations.get("initializers", 0)
+
+    @property
+    def parameters_in_constants(self) -> int:
+        return self.parameter_locations.get("constants", 0)
+
+    @property
+    def parameters_in_subgraphs(self) -> int:
+        return self.parameter_locations.get("subgraphs", 0) + self.parameter_locations.get("functions", 0)
+
+    def _where(self) -> str:
+        where = ", ".join(f"{n:,} in {k}" for k, n in self.parameter_locations.items()) or "none"
+        if self.repeated_parameters:
+            where += f"; {self.repeated_parameters:,} more stored in identical copies, counted once"
+        return where
 
     @property
     def custom_domains(self) -> list[str]:
@@ -121,14 +165,16 @@ class ModelSummary:
         lines = [
             f"ModelSummary of {where}",
             f"  checker: {check}" + (f" ({self.checker_message})" if self.checker_message else ""),
-            f"  ir_version {self.ir_version}, opsets {opsets}, producer {self.producer or '?'}",
+            f"  ir_version {self.ir_version}, opsets {opsets}, producer {self.producer or '?'}, graph {self.graph_name!r}",
             "  inputs:  " + "; ".join(f"{i.name} {i.dtype}{i.shape_text}" for i in self.inputs),
             "  outputs: " + "; ".join(f"{o.name} {o.dtype}{o.shape_text}" for o in self.outputs),
             f"  {self.node_count} nodes; top ops: "
             + ", ".join(f"{k}x{v}" for k, v in self.ops.most_common(6)),
             f"  {self.parameter_count:,} parameters, {fmt_bytes(self.total_parameter_bytes)} ("
-            + ", ".join(f"{k}: {fmt_bytes(v)}" for k, v in self.parameter_bytes.items()) + ")",
+            + ", ".join(f"{k}: {fmt_bytes(v)}" for k, v in self.parameter_bytes.items()) + f"): {self._where()}",
         ]
+        if self.metadata:
+            lines.append("  metadata: " + ", ".join(f"{k}={_short(v)!r}" for k, v in self.metadata.items()))
         if self.external_data:
             lines.append("  external data: " + ", ".join(f"{k} ({fmt_bytes(v)})" for k, v in self.external_data.items()))
         return "\n".join(lines)
@@ -138,9 +184,11 @@ class ModelSummary:
         io_rows += [["output", o.name, o.dtype, o.shape_text] for o in self.outputs]
         params = [[k, self.parameter_count_by_dtype.get(k, 0), fmt_bytes(v)] for k, v in self.parameter_bytes.items()]
         meta = [["opsets", ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in sorted(self.opsets.items()))],
-                ["ir_version", self.ir_version], ["producer", self.producer], ["nodes", self.node_count]]
+                ["ir_version", self.ir_version], ["producer", self.producer], ["graph", self.graph_name],
+                ["nodes", self.node_count], ["parameters", f"{self.parameter_count:,} ({self._where()})"]]
+        meta += [[f"metadata {k}", _short(v)] for k, v in self.metadata.items()]
         checker = f"<tr><td>checker</td><td>{badge(self.checker_ok, 'VALID' if self.checker_ok else None)}</td></tr>"
-        meta_html = checker + "".join(f"<tr><td>{k}</td><td>{esc(v)}</td></tr>" for k, v in meta)
+        meta_html = checker + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
         return (
             f"<div><b>ONNX model</b> {esc(self.path or '')}<table class='wb-table'>{meta_html}</table>"
             + (f"<pre>{esc(self.checker_message)}</pre>" if self.checker_message else "")
@@ -152,6 +200,10 @@ class ModelSummary:
 
     def text_report(self) -> str:
         return repr(self) + "\n\n" + text_table(["op_type", "count"], self.ops.most_common())
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
@@ -191,19 +243,6 @@ def op_histogram(onnx_model: OnnxModel | onnx.GraphProto) -> Counter[str]:
     return Counter(op_key(n) for n in graph_nodes(graph))
 
 
-def _parameters(model: onnx.ModelProto) -> tuple[int, dict[str, int], dict[str, int]]:
-    count = 0
-    by_dtype_bytes: Counter[str] = Counter()
-    by_dtype_count: Counter[str] = Counter()
-    for init in model.graph.initializer:
-        n = int(np.prod(init.dims)) if init.dims else 1
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
-        count += n
-        by_dtype_count[dtype.name] += n
-        by_dtype_bytes[dtype.name] += n * dtype.itemsize
-    return count, dict(by_dtype_bytes), dict(by_dtype_count)
-
-
 def _external(model: onnx.ModelProto, base: Path | None) -> dict[str, int]:
     files: dict[str, int] = {}
     for tensor in external_data_helper._get_all_tensors(model):
@@ -224,7 +263,8 @@ def _check(model: onnx.ModelProto, path: Path | None) -> tuple[bool, str]:
             onnx.checker.check_model(model, full_check=False)
         return True, ""
     except Exception as exc:  # ValidationError and friends
-        return False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        text = strip_ansi(str(exc)).strip()
+        return False, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def summarize(onnx_model: OnnxModel, *, check: bool = True, infer_shapes: bool = True) -> ModelSummary:
@@ -242,9 +282,9 @@ def summarize(onnx_model: OnnxModel, *, check: bool = True, infer_shapes: bool =
             inferred_model = shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
             inferred = {v.name: _tensor_info(v) for v in inferred_model.graph.value_info}
         except Exception as exc:
-            message = (message + "; " if message else "") + f"shape inference failed: {exc}"
+            message = (message + "; " if message else "") + f"shape inference failed: {strip_ansi(str(exc))}"
     ops = op_histogram(proto.graph)
-    count, by_bytes, by_count = _parameters(proto)
+    params = count_parameters(proto)
     return ModelSummary(
         path=path,
         checker_ok=checker_ok,
@@ -256,11 +296,16 @@ def summarize(onnx_model: OnnxModel, *, check: bool = True, infer_shapes: bool =
         outputs=[_tensor_info(o) for o in proto.graph.output],
         node_count=sum(ops.values()),
         ops=ops,
-        parameter_count=count,
-        parameter_bytes=by_bytes,
-        parameter_count_by_dtype=by_count,
+        parameter_count=params.total,
+        parameter_bytes=params.bytes_by_dtype,
+        parameter_count_by_dtype=params.by_dtype,
         external_data=_external(proto, path.parent if path else None),
         intermediate=inferred,
         functions=len(proto.functions),
         file_bytes=path.stat().st_size if path else proto.ByteSize(),
+        parameter_locations=params.by_location,
+        repeated_parameters=params.repeated,
+        graph_name=proto.graph.name,
+        doc_string=proto.doc_string,
+        metadata={p.key: p.value for p in proto.metadata_props},
     )

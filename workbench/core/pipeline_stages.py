@@ -8,6 +8,7 @@ stages run so far. The optimize and int8/fp16 stages return ``OptLevels`` and ``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -161,9 +162,15 @@ class Context:
 # ---------------------------------------------------------------- the stages
 
 
+def file_stem(name: str) -> str:
+    """A case name as a file name inside ``work_dir``: no folder separators, no leading dot, <= 100 chars."""
+    stem = re.sub(r"[^\w.-]+", "_", name).strip("._")
+    return stem[:100] or "model"
+
+
 def stage_export(ctx: Context) -> Outcome:
     c = ctx.case
-    result = export(c.model, c.example_inputs, ctx.work_dir / f"{c.name}.onnx", spec=c.spec)
+    result = export(c.model, c.example_inputs, ctx.work_dir / f"{file_stem(c.name)}.onnx", spec=c.spec)
     how = "cached" if result.cached else f"in {fmt_time(result.duration_s)}"
     warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
     return Outcome(True, result, f"{result.exporter} opset {result.opset} {how}{warned} -> {result.out.name}")

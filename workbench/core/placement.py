@@ -1,16 +1,25 @@
-"""Which execution provider ran each node, read from ONNX Runtime's profiler."""
+"""Which execution provider ran each node, read from ONNX Runtime's profiler.
+
+The profile file is written where ``session.session_options`` points ONNX Runtime's profiler: a
+fresh private folder in the per-user cache (``_workdirs.new_scratch_dir("profiles")``), never a
+fixed name in the shared temp folder; ``placement`` deletes the file and that folder once read.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from workbench.core._format import html_table
 from workbench.core._io import OnnxModel
+from workbench.core._workdirs import cache_root
 from workbench.core.feeds import build_feed
+from workbench.core.ort_errors import run_errors
 from workbench.core.session import SessionConfig, open_session
 
 
@@ -70,13 +79,14 @@ def placement(onnx_model: OnnxModel, inputs: Any, *, config: SessionConfig | Non
     config = (config or SessionConfig()).replace(enable_profiling=True)
     session = open_session(onnx_model, config)
     feed = build_feed(session, inputs)
-    session.run(None, feed)
+    with run_errors(session, feed):
+        session.run(None, feed)
     profile = session.end_profiling()
     try:
         with open(profile) as fh:
             events = json.load(fh)
     finally:
-        os.remove(profile)
+        _remove_profile(Path(profile))
     nodes = parse_profile(events)
     memcpy = [n.node for n in nodes if n.op_type.startswith("Memcpy")]
     return Placement(nodes, list(config.providers), list(session.get_providers()), memcpy)
@@ -96,3 +106,13 @@ def parse_profile(events: list[dict[str, Any]]) -> list[NodePlacement]:
         if name not in seen:
             seen[name] = NodePlacement(name, str(args.get("op_name", "")), str(args["provider"]))
     return list(seen.values())
+
+
+def _remove_profile(profile: Path) -> None:
+    """Delete a profile file, and its folder when that is a private profiles folder of the cache."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(profile)
+    folder = profile.parent
+    if folder.name.startswith("profiles-") and folder.parent == cache_root() / "profiles":
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -165,7 +165,7 @@ def probe_shapes(
             expected = run_torch(model, inputs)
         except Exception as exc:
             cases.append(ProbeCase(case_sizes, shapes, "torch_failed",
-                                   message=f"PyTorch itself fails here: {type(exc).__name__}: {exc}"))
+                                   message=f"PyTorch itself fails here: {brief(exc, 400)}"))
             continue
         try:
             actual = session.run(None, build_feed(session, inputs))

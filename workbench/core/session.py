@@ -7,8 +7,6 @@ loader (see ``workbench.core.loader``) that compare, the live diff and the widge
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -17,7 +15,8 @@ import onnxruntime as ort
 
 from workbench.core._checks import is_int
 from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
-from workbench.errors import InvalidInputError, ModelFileError, ProviderError
+from workbench.core.ort_errors import session_errors
+from workbench.errors import InvalidInputError, ProviderError
 
 OptLevel = Literal["disable", "basic", "extended", "all"]
 
@@ -160,7 +159,9 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
         so.add_session_config_entry(str(key), str(value))
     if config.enable_profiling:
         so.enable_profiling = True
-        so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "workbench_ort_profile")
+        from workbench.core._workdirs import new_scratch_dir  # a private folder, never a fixed /tmp name
+
+        so.profile_file_prefix = str(new_scratch_dir("profiles") / "ort_profile")
     so.log_severity_level = 4  # errors reach the caller as exceptions; no duplicate red lines
     return so
 
@@ -179,8 +180,10 @@ def check_config(config: Any) -> SessionConfig:
 def open_session(onnx_model: OnnxModel, config: SessionConfig | None = None) -> ort.InferenceSession:
     """Build a new ``InferenceSession`` for ``onnx_model`` (a path or a ``ModelProto``) with ``config``.
 
-    A session is returned as it is. Providers are checked first (see ``check_providers``); a
-    corrupt or missing file raises ``ModelFileError`` instead of ONNX Runtime's bare message.
+    A session is returned as it is. Providers are checked first (see ``check_providers``). A file
+    ONNX Runtime cannot read raises ``ModelFileError``; a model it refuses (an opset it no longer
+    implements, an op without a kernel, an invalid graph...) ``UnsupportedModelError``, whose
+    message names the op, node and opset and the fix (``wb.convert_opset`` for old opsets).
     """
     if isinstance(onnx_model, ort.InferenceSession):
         return onnx_model
@@ -194,23 +197,16 @@ def open_session(onnx_model: OnnxModel, config: SessionConfig | None = None) -> 
                 "Use the exact provider name, e.g. 'CUDAExecutionProvider'."
             )
     so = session_options(config)
-    source: Any = str(check_onnx_path(onnx_model)) if is_path(onnx_model) else load_model(onnx_model).SerializeToString()
-    try:
+    source: Any = str(check_onnx_path(onnx_model)) if is_path(onnx_model) else load_model(onnx_model)
+    # ONNX Runtime's own exceptions (an old opset, a missing kernel, a corrupt file...) become
+    # WorkbenchErrors that name the op, node and opset and say what to do (core/ort_errors.py).
+    with session_errors(onnx_model):
         return ort.InferenceSession(
-            source,
+            source if isinstance(source, str) else source.SerializeToString(),
             sess_options=so,
             providers=provider_args,
             disabled_optimizers=list(config.disabled_optimizers) or None,
         )
-    except Exception as exc:
-        text = str(exc)
-        if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text or "No graph" in text:
-            where = source if isinstance(source, str) else "the ModelProto"
-            raise ModelFileError(
-                f"ONNX Runtime could not parse {where}: {text.strip()}. The file is truncated, "
-                "corrupt or not ONNX; export the model again."
-            ) from exc
-        raise
 
 
 def session_providers(session: ort.InferenceSession) -> list[str]:

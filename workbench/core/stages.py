@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
 from workbench.core._format import fmt_time
+from workbench.core._warn_capture import capture_warnings
 from workbench.core.cancel import Cancel, Progress, is_cancelled
 from workbench.errors import InvalidInputError, brief
 
@@ -108,8 +109,7 @@ def _unique(caught: Sequence[warnings.WarningMessage]) -> list[str]:
 def run_stage(stage: Stage, ctx: Any) -> StageResult:
     """Run one stage, capturing its warnings and any exception as data."""
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with capture_warnings() as caught:  # this thread's warnings only (catch_warnings is process-global)
         try:
             outcome: Outcome = stage.run(ctx)
         except Exception as exc:  # captured: a failing stage does not stop the others

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
-from workbench.core._format import badge, fmt_time, html_table, text_table
+from workbench.core._format import badge, html_table, text_table
 from workbench.core._io import PathLike
 from workbench.core.flops import Peak
 from workbench.core.measurement import Measurement
-from workbench.errors import InvalidInputError
+from workbench.errors import InvalidInputError, brief
 
 __all__ = ["EAGER", "CellKey", "SweepResult", "SweepRow", "fill_speedups"]
 
@@ -55,16 +55,26 @@ class SweepRow:
                    throughput=m.throughput, flops=m.flops, gflops=m.gflops, noisy=m.noisy)
 
 
-_COLUMNS = ["config", "batch", "seq", "p50", "p90", "p99", "items/s", "speedup", "GFLOP/s", "note"]
+_COLUMNS = ["config", "batch", "seq", "p50 (ms)", "p90 (ms)", "p99 (ms)", "items/s", "speedup", "GFLOP/s", "note"]
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds with three significant digits: one unit for every time in the table."""
+    return f"{seconds * 1e3:.3g}"
+
+
+def _count(value: float) -> str:
+    """A rate without exponent notation: 13,310 rather than 1.331e+04."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _cells(row: SweepRow) -> list[Any]:
     if not row.ok:
         return [row.config, row.batch, row.seq if row.seq is not None else "-", "", "", "", "", "", "",
-                "ERROR " + (row.error or "")[:100]]
+                "ERROR " + brief(row.error or "", 100)]
     return [
         row.config, row.batch, row.seq if row.seq is not None else "-",
-        fmt_time(row.p50), fmt_time(row.p90), fmt_time(row.p99), f"{row.throughput:.4g}",
+        _ms(row.p50), _ms(row.p90), _ms(row.p99), _count(row.throughput),
         f"{row.speedup:.2f}x" if row.speedup is not None else "-",
         f"{row.gflops:.3g}" if row.gflops is not None else "-", "noisy" if row.noisy else "",
     ]

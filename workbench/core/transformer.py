@@ -17,6 +17,7 @@ from workbench.core._checks import is_int
 from workbench.core._files import HISTOGRAM_HEADERS, OpCounts, atomic_output, histogram_rows, model_bytes, \
     resolve_output
 from workbench.core._format import esc, html_table
+from workbench.core.capture import captured_output
 from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
 from workbench.core.graph import op_histogram
 from workbench.core.session import OPT_LEVELS, OptLevel, ProviderFallbackWarning
@@ -51,6 +52,8 @@ class TransformerOptimizeResult(OpCounts):
     bytes_after: int
     fully_optimized: bool | None = None
     notes: list[str] = field(default_factory=list)
+    #: what the optimizer printed (its logger and C++ output), kept out of the notebook's stderr
+    log: list[str] = field(default_factory=list, repr=False)
 
     @property
     def fused_ops(self) -> dict[str, int]:
@@ -145,18 +148,20 @@ def transformer_optimize(
                       "pass is skipped. Install onnxruntime-gpu on a GPU machine.", ProviderFallbackWarning,
                       stacklevel=2)
     try:
-        optimized = optimize_model(str(source), model_type=model_type, num_heads=num_heads,
-                                   hidden_size=hidden_size, use_gpu=use_gpu,
-                                   opt_level=_ORT_NUMBERS[opt_level] if opt_level is not None else None,
-                                   only_onnxruntime=only_onnxruntime)
+        with captured_output() as log:  # the optimizer's own log lines; the notes say what matters
+            optimized = optimize_model(str(source), model_type=model_type, num_heads=num_heads,
+                                       hidden_size=hidden_size, use_gpu=use_gpu,
+                                       opt_level=_ORT_NUMBERS[opt_level] if opt_level is not None else None,
+                                       only_onnxruntime=only_onnxruntime)
+            fused = dict(getattr(optimized, "get_fused_operator_statistics", dict)() or {})
+            fully = getattr(optimized, "is_fully_optimized", None)
+            fully_optimized = bool(fully(fused)) if callable(fully) else None  # it logs what did not fuse
     except Exception as exc:
         raise WorkbenchError(
             f"onnxruntime.transformers.optimizer failed on '{source}' (model_type={model_type!r}): "
             f"{type(exc).__name__}: {exc}. Try opt_level='disable' (Python fusions only), give num_heads and "
             "hidden_size explicitly, or use wb.optimize(onnx_model, opt_level='extended') instead."
         ) from exc
-    fused = dict(getattr(optimized, "get_fused_operator_statistics", dict)() or {})
-    fully = getattr(optimized, "is_fully_optimized", None)
     with atomic_output(target) as tmp:
         optimized.save_model_to_file(str(tmp), use_external_data_format=False)
     saved = load_model(target, load_external_data=False)
@@ -164,6 +169,6 @@ def transformer_optimize(
         source=source, path=target, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
         opt_level=opt_level, use_gpu=use_gpu, fused=fused, before=op_histogram(model),
         after=op_histogram(saved), bytes_before=bytes_before, bytes_after=model_bytes(target, saved),
-        fully_optimized=bool(fully(fused)) if callable(fully) else None,
-        notes=_transformer_notes(model_type, fused, use_gpu, gpu_missing),
+        fully_optimized=fully_optimized,
+        notes=_transformer_notes(model_type, fused, use_gpu, gpu_missing), log=log.lines(),
     )

@@ -4,7 +4,10 @@ dynamic axes), run by core's stage machinery (``workbench.core.stages``).
 
 The diagnosis runs it once with what the user gave; every retry runs it again with one change.
 Each stage's failure is captured as data in its ``StageResult``; ``run_attempt`` never raises for
-the model's problems.
+the model's problems. What torch and ONNX Runtime print while a stage runs (C++ warnings such as
+``shape_type_inference.cpp``'s, the TorchScript exporter's "Torch IR graph at exception" dump) is
+captured at the file-descriptor level (``workbench.core.capture``) into ``Attempt.output``; the rules
+put it, trimmed, into their findings' evidence, and nothing of it reaches the terminal or a notebook.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import dataclasses
 import hashlib
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import onnxruntime as ort
 import torch
 from torch import nn
 
+from workbench.core._warn_capture import capture_warnings
+from workbench.core.capture import captured_output
 from workbench.core.case import ModelCase
 from workbench.core.compare import Comparison, compare
 from workbench.core.export import ExportResult, export
@@ -34,7 +38,8 @@ from workbench.core.spec import ExportSpec
 from workbench.core.stages import Outcome, Stage, StageResult, run_stages
 from workbench.core.tolerance import Tolerance, resolve_tolerance
 
-__all__ = ["STAGES", "STAGE_NAMES", "Attempt", "Setting", "eval_mode", "fastpath", "other_values", "run_attempt"]
+__all__ = ["STAGES", "STAGE_NAMES", "Attempt", "Setting", "eval_mode", "fastpath", "other_values", "run_attempt",
+           "trimmed"]
 
 _SETTING_FIELDS = ("eval_mode", "fastpath")
 
@@ -104,10 +109,39 @@ class Run:
     value_samples: int = 3
     results: dict[str, StageResult] = field(default_factory=dict)
     samples: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    output: dict[str, str] = field(default_factory=dict)
 
     def result(self, name: str) -> Any:
         found = self.results.get(name)
         return found.result if found is not None else None
+
+
+def _quiet(name: str, fn: Callable[[Run], Outcome]) -> Callable[[Run], Outcome]:
+    """``fn`` with what it prints (Python and C/C++ level) kept in ``run.output[name]``."""
+
+    def stage(run: Run) -> Outcome:
+        cap = None
+        try:
+            with captured_output() as cap:
+                return fn(run)
+        finally:
+            if cap is not None and cap.text.strip():
+                run.output[name] = cap.text
+
+    stage.__name__ = stage.__qualname__ = fn.__name__
+    stage.__doc__ = fn.__doc__
+    return stage
+
+
+def trimmed(text: str, *, lines: int = 12, chars: int = 1500) -> str:
+    """The first ``lines`` non-blank lines of ``text`` (at most ``chars`` characters), saying how many
+    lines were left out: what a finding's evidence shows of a stage's captured output."""
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    head = "\n".join(kept[:lines])
+    if len(head) > chars:
+        head = head[:chars].rsplit(" ", 1)[0] + " …"
+    rest = len(kept) - min(len(kept), lines)
+    return head + (f"\n… ({rest} more lines)" if rest else "")
 
 
 def _export(run: Run) -> Outcome:
@@ -124,8 +158,7 @@ def _summarize(run: Run) -> Outcome:
 
 
 def _session(run: Run) -> Outcome:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with capture_warnings() as caught:  # this thread's warnings only (catch_warnings is process-global)
         session = open_session(run.result("export").out, run.setting.config)
     fallback = [str(w.message) for w in caught if issubclass(w.category, ProviderFallbackWarning)]
     return Outcome(not fallback, session, "; ".join(fallback) or f"on {', '.join(session.get_providers())}")
@@ -164,12 +197,12 @@ def _probe(run: Run) -> Outcome:
 
 #: The attempt's stages, in order.
 STAGES: tuple[Stage, ...] = (
-    Stage("export", "export to ONNX", _export, needs=()),
-    Stage("summarize", "read the graph, run the ONNX checker", _summarize),
-    Stage("session", "build an ONNX Runtime session", _session),
-    Stage("compare", "compare with PyTorch on the example", _compare, needs=("session",)),
-    Stage("values", "compare on inputs with other values", _values, needs=("compare",)),
-    Stage("probe", "probe other sizes of the dynamic axes", _probe, needs=("session",)),
+    Stage("export", "export to ONNX", _quiet("export", _export), needs=()),
+    Stage("summarize", "read the graph, run the ONNX checker", _quiet("summarize", _summarize)),
+    Stage("session", "build an ONNX Runtime session", _quiet("session", _session)),
+    Stage("compare", "compare with PyTorch on the example", _quiet("compare", _compare), needs=("session",)),
+    Stage("values", "compare on inputs with other values", _quiet("values", _values), needs=("compare",)),
+    Stage("probe", "probe other sizes of the dynamic axes", _quiet("probe", _probe), needs=("session",)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
@@ -182,6 +215,18 @@ class Attempt:
     results: dict[str, StageResult] = field(default_factory=dict)
     value_samples: list[tuple[torch.Tensor, ...]] = field(default_factory=list, repr=False)
     duration_s: float = 0.0
+    #: stage name -> what torch / ONNX Runtime / the model printed while it ran (stages that printed nothing are absent)
+    output: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def printed(self, stage: str, *, lines: int = 12, chars: int = 1500) -> str:
+        """What ``stage`` printed, trimmed for a finding's evidence ("" when it printed nothing)."""
+        return trimmed(self.output.get(stage, ""), lines=lines, chars=chars)
+
+    def printed_evidence(self, *stages: str) -> dict[str, str]:
+        """Evidence entries for what ``stages`` printed: ``torch_output`` for the export, else
+        ``<stage>_output``; stages that printed nothing give none."""
+        keys = {stage: "torch_output" if stage == "export" else f"{stage}_output" for stage in stages}
+        return {keys[stage]: self.printed(stage) for stage in stages if self.output.get(stage, "").strip()}
 
     @property
     def stages(self) -> dict[str, bool | None]:
@@ -313,11 +358,12 @@ def run_attempt(setting: Setting, work_dir: Path, *, value_samples: int = 3) -> 
     attempt = Attempt(setting)
     try:
         keep_fastpath = setting.fastpath and torch.backends.mha.get_fastpath_enabled()
-        with eval_mode(setting.model, setting.eval_mode), fastpath(keep_fastpath), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        # every stage's warnings and printed output are captured into run.output (see _quiet)
+        with eval_mode(setting.model, setting.eval_mode), fastpath(keep_fastpath):
             run_stages(STAGES, run)
     finally:
         attempt.results = run.results
         attempt.value_samples = run.samples
+        attempt.output = run.output
         attempt.duration_s = time.perf_counter() - start
     return attempt

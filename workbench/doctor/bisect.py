@@ -18,6 +18,7 @@ import numpy as np
 
 from workbench.core._format import esc, fmt_num, html_table
 from workbench.core._io import OnnxModel, is_path
+from workbench.core.capture import captured_output
 from workbench.core.compare import compare_arrays
 from workbench.core.graph import op_histogram
 from workbench.core.session import OPT_LEVELS, SessionConfig, open_session
@@ -151,11 +152,13 @@ def _check(onnx_model: OnnxModel, config: SessionConfig, inputs: Sequence[Mappin
     if save is not None:
         config = config.replace(optimized_model_path=str(save))
     try:
-        session = open_session(onnx_model, config)
+        with captured_output():  # ONNX Runtime's own log while it optimizes and runs
+            session = open_session(onnx_model, config)
+            outputs = [session.run(None, dict(feed)) for feed in inputs]
         worst = 0.0
         ok = True
-        for feed, exp in zip(inputs, expected):
-            comparison = compare_arrays(list(exp), session.run(None, dict(feed)), tolerance=tolerance)
+        for exp, actual in zip(expected, outputs):
+            comparison = compare_arrays(list(exp), actual, tolerance=tolerance)
             ok = ok and comparison.ok
             worst = max(worst, comparison.max_abs)
     except Exception as exc:

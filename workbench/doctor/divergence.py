@@ -23,6 +23,7 @@ from torch import nn
 
 from workbench.core._format import esc, fmt_num, html_table, text_table
 from workbench.core._io import OnnxModel, load_model
+from workbench.core.capture import captured_output
 from workbench.core.compare import OutputDiff
 from workbench.core.feeds import build_feed, flatten_outputs
 from workbench.core.session import SessionConfig, open_session
@@ -236,9 +237,11 @@ def _run_values(proto: onnx.ModelProto, values: set[str], inputs: Sequence[torch
     existing = {o.name for o in copy.graph.output}
     for value in sorted(values - existing):
         copy.graph.output.append(onnx.ValueInfoProto(name=value))
-    session = open_session(copy, SessionConfig(opt_level="disable"))
+    with captured_output():  # ONNX Runtime's log about the extra outputs is not the user's business
+        session = open_session(copy, SessionConfig(opt_level="disable"))
+        outputs = session.run(None, build_feed(session, list(inputs)))
     names = [o.name for o in session.get_outputs()]
-    return {n: np.asarray(v) for n, v in zip(names, session.run(None, build_feed(session, list(inputs))))}
+    return {n: np.asarray(v) for n, v in zip(names, outputs)}
 
 
 def layerwise(

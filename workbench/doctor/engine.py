@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -12,6 +11,9 @@ from typing import Any, Callable
 
 from torch import nn
 
+from workbench.core._locks import TORCH_LOCK
+from workbench.core._workdirs import new_scratch_dir
+from workbench.core.capture import CAPTURE_LOCK
 from workbench.core.case import ModelCase
 from workbench.core.export import ExportResult, export
 from workbench.core.inputs import as_input_tuple, check_module
@@ -33,7 +35,15 @@ from workbench.doctor.rules_setup import axes_key_findings, device_findings, pro
 from workbench.doctor.rules_shapes import probe_findings
 from workbench.errors import ExportError, InvalidInputError, SpecError, brief, describe
 
-__all__ = ["RUN_RULES", "SETUP_RULES", "diagnose", "examine", "export_with_diagnosis", "run_retries"]
+__all__ = ["KEEP_WORK_DIRS", "MAX_WORK_DIR_BYTES", "RUN_RULES", "SETUP_RULES", "diagnose", "examine",
+           "export_with_diagnosis", "run_retries"]
+
+#: ``diagnose`` without ``work_dir`` writes into a new folder ``doctor-XXXXXXXX`` of the per-user cache
+#: (``$XDG_CACHE_HOME/onnx-workbench/doctor``) and, before making it, deletes the older ones beyond the
+#: newest ``KEEP_WORK_DIRS - 1``, and the oldest while the kept ones take more than ``MAX_WORK_DIR_BYTES``:
+#: the last diagnoses' graphs stay to be inspected, and the folders do not pile up one per call.
+KEEP_WORK_DIRS = 8
+MAX_WORK_DIR_BYTES = 512 * 2**20
 
 SetupRule = Callable[[Setting], "list[Finding]"]
 RunRule = Callable[[Context], "list[Finding]"]
@@ -138,16 +148,21 @@ def diagnose(
 
     Never raises for a problem of the model; raises ``InvalidInputError`` for arguments of the wrong
     kind (not a module, inputs not tensors, unknown tolerance). Files go to ``work_dir`` (default: a
-    new temporary folder, kept so the graphs can be inspected).
+    new folder in the per-user cache, kept so the graphs can be inspected; the doctor keeps the last
+    ``KEEP_WORK_DIRS`` such folders, at most ``MAX_WORK_DIR_BYTES`` together).
     """
     start = time.perf_counter()
     case = _case(model, example_inputs, spec, config, tolerance, name)
-    folder = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="wb-doctor-"))
+    folder = Path(work_dir) if work_dir is not None else \
+        new_scratch_dir("doctor", keep=KEEP_WORK_DIRS, max_bytes=MAX_WORK_DIR_BYTES)
     folder.mkdir(parents=True, exist_ok=True)
     setting = Setting(case)
-    findings, ctx = examine(setting, folder, deep=True)
-    if retry:
-        run_retries(findings, folder)
+    # The doctor changes the model while it runs (eval mode, fast paths, hooks for divergence and bisection)
+    # and exports it: no other thread may run or export a model meanwhile (see core/_locks.py; lock order).
+    with CAPTURE_LOCK, TORCH_LOCK.exclusive():
+        findings, ctx = examine(setting, folder, deep=True)
+        if retry:
+            run_retries(findings, folder)
     diagnosis = Diagnosis(case.name, setting, ctx.attempt.stages, findings, ctx.attempt, ctx.divergence,
                           ctx.bisection, folder, time.perf_counter() - start)
     error = ctx.attempt.error("export")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from workbench.core._format import badge, esc, fmt_num, fmt_time, html_table
 from workbench.doctor.attempt import STAGE_NAMES
 from workbench.doctor.codes import code_info
+from workbench.errors import strip_ansi
 
 if TYPE_CHECKING:
     from workbench.core.compare import Comparison
@@ -40,6 +41,10 @@ class Retry:
     tried: list[str] = field(default_factory=list)
     settings: list[tuple[str, Setting]] = field(default_factory=list, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.action, self.detail = strip_ansi(self.action), strip_ansi(self.detail)
+        self.tried = [strip_ansi(t) for t in self.tried]
+
     def __bool__(self) -> bool:
         return self.ok is True
 
@@ -50,7 +55,7 @@ class Retry:
             text += f": {self.detail}"
         if len(self.tried) > 1:
             text += f" (tried before: {'; '.join(self.tried[:-1])}, which did not pass)"
-        return text
+        return strip_ansi(text)  # ``detail`` is set after the retry ran
 
 
 @dataclass
@@ -70,6 +75,11 @@ class Finding:
     fix: str
     retry: Retry | None = None
     severity: Severity = "error"
+
+    def __post_init__(self) -> None:
+        """Text from torch or ONNX Runtime (a cause, the evidence) is kept without terminal escape codes."""
+        self.title, self.cause, self.fix = strip_ansi(self.title), strip_ansi(self.cause), strip_ansi(self.fix)
+        self.evidence = {k: strip_ansi(v) if isinstance(v, str) else v for k, v in self.evidence.items()}
 
     @property
     def category(self) -> str:
@@ -224,7 +234,7 @@ class Diagnosis:
             lines += ["", repr(self.bisection)]
         if self.work_dir is not None:
             lines += ["", f"files: {self.work_dir}"]
-        return "\n".join(lines)
+        return strip_ansi("\n".join(lines))
 
     def __repr__(self) -> str:
         lines = [self._headline(), self.stage_line()]

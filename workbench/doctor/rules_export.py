@@ -219,7 +219,9 @@ def export_findings(ctx: Context) -> list[Finding]:
     text = _ANSI.sub("", "\n".join(str(e) for e in chain))
     types = {type(e).__name__ for e in chain}
     stage = getattr(exc, "stage", "spec" if isinstance(exc, SpecError) else "export")
-    base = {"signature": brief(exc), "stage": stage, "exporter": ctx.setting.exporter}
+    # torch's own chatter (C++ warnings, the TorchScript IR dump) goes into the evidence, not the notebook
+    base = {"signature": brief(exc), "stage": stage, "exporter": ctx.setting.exporter,
+            **attempt.printed_evidence("export")}
     for rule in RULES:
         found = rule(ctx, text, types, base)
         if found:

@@ -8,6 +8,7 @@ from typing import Any
 import onnx
 import torch
 
+from workbench.core.capture import captured_output
 from workbench.core.compare import Comparison, OutputDiff, compare_arrays
 from workbench.core.feeds import build_feed, run_torch
 from workbench.core.placement import Placement, placement
@@ -82,7 +83,7 @@ def session_findings(ctx: Context) -> list[Finding]:
     if err is None or ctx.has("EP001", "EP002"):
         return []
     text = " ".join(str(err).split())
-    base = {"signature": brief(err), "stage": "session"}
+    base = {"signature": brief(err), "stage": "session", **ctx.attempt.printed_evidence("export", "session")}
     m = _NOT_REGISTERED.search(text)
     if m:
         domain, op = m.group(1), m.group(2)
@@ -148,8 +149,10 @@ def _drifts_from_optimization(ctx: Context, cmp: Comparison) -> bool:
         ctx.bisection = bisect_optimizations(att.out, inputs, expected, ctx.work_dir, tolerance=setting.tolerance,
                                              config=config)
         return ctx.bisection.drift_from_optimization
-    plain = open_session(att.out, config.replace(opt_level="disable"))
-    return compare_arrays(expected[0], plain.run(None, inputs[0]), tolerance=setting.tolerance).ok
+    with captured_output():  # ONNX Runtime's own log; the verdict is what counts here
+        plain = open_session(att.out, config.replace(opt_level="disable"))
+        actual = plain.run(None, inputs[0])
+    return compare_arrays(expected[0], actual, tolerance=setting.tolerance).ok
 
 
 def compare_findings(ctx: Context) -> list[Finding]:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from workbench.core.capture import Captured, captured_output
+
 #: Tensor methods that turn a tensor's value into a Python value, and what they are called here.
 ESCAPES: dict[str, str] = {"__bool__": "bool", "item": "item", "tolist": "tolist", "__int__": "int",
                            "__float__": "float", "__index__": "index", "numpy": "numpy", "__array__": "numpy"}
@@ -70,6 +72,7 @@ class ModelTrace:
     calls: dict[str, CallSite] = field(default_factory=dict)
     autograd_functions: dict[str, CallSite] = field(default_factory=dict)
     error: str | None = None
+    output: str = ""  # what the forward pass printed (the model's own prints, torch's warnings)
 
     def escapes_of(self, *kinds: str, in_function: bool | None = None) -> list[CallSite]:
         """Escapes of the given kinds ('bool', 'item', ...); ``in_function`` filters on autograd Functions."""
@@ -154,12 +157,14 @@ def trace_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> ModelTrac
     for name, sub in model.named_modules():
         handles.append(sub.register_forward_pre_hook(pre(name)))
         handles.append(sub.register_forward_hook(post))
+    cap = Captured()
     try:
-        with torch.no_grad(), _Recorder(stack, trace):
+        with captured_output() as cap, torch.no_grad(), _Recorder(stack, trace):
             model(*inputs)
     except Exception as exc:  # the model's own failure is data here
         trace.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
     finally:
         for h in handles:
             h.remove()
+        trace.output = cap.text
     return trace

@@ -5,7 +5,7 @@
     >>> exercises.check("03", answer)           # Correct! ... / Not yet. Hint: ...
 
 ``tutorial`` sizes the runs (smoke mode in CI), places the files and turns core results into small
-tables; ``exercises`` holds the exercise checks and their reference answers. Every number they show
+tables and into sentences that say what this run measured (``readings``, re-exported by ``tutorial``); ``exercises`` holds the exercise checks and their reference answers. Every number they show
 is computed by ``workbench``'s core, zoo or doctor. Nothing in ``workbench`` imports this package.
 """
 

@@ -13,13 +13,18 @@ results side by side in small tables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+# re-exported: the notebooks call them as tutorial.describe_*
+from workbench.teaching.readings import describe_configs, describe_latencies, describe_speedups  # noqa: F401
 
 #: Smoke mode: smaller models and fewer repetitions, so that CI runs every notebook quickly.
 SMOKE: bool = "CI" in os.environ
@@ -104,6 +109,25 @@ def setup(notebook: str) -> Path:
 def no_gpu(what: str) -> None:
     """Say plainly what a GPU cell would show, on a machine without CUDA."""
     print(f"No CUDA device here, so this cell did not run. On a machine with one, it {what}")
+
+
+@contextlib.contextmanager
+def show_warnings() -> Iterator[None]:
+    """Run the block with its warnings and whatever it prints to stdout/stderr (C/C++ output too)
+    caught, then print them as plain text: for the cells that teach a warning, so the notebook
+    shows it as a line of output rather than raw stderr."""
+    from workbench.core.capture import Captured, captured_output
+
+    cap, caught = Captured(), []
+    try:
+        with captured_output() as cap, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for w in caught:
+            print(f"{w.category.__name__}: {w.message}")
+        if cap.text.strip():
+            print(cap.text.strip())
 
 
 def show_source(obj: Any) -> Any:

@@ -61,11 +61,52 @@ def ms(seconds: float) -> float:
     return float(seconds) * 1e3
 
 
-def layout(fig: go.Figure, title: str, *, height: int = 420, **kwargs: object) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), height=height,
-                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18), **kwargs)
+#: The plot titles' font size (px); a title stays short enough for a figure at half the width of a
+#: 1000 px page (~460 px): the details go into the subtitle.
+TITLE_SIZE = 17
+SUBTITLE_SIZE = 12
+
+
+def layout(fig: go.Figure, title: str, *, subtitle: str = "", height: int = 420, panels: int = 0,
+           **kwargs: object) -> go.Figure:
+    """Title (short) and subtitle (the details), margins, and the legend below the x-axis title.
+
+    ``panels``: the lines of the subplot titles, which need room under the subtitle.
+
+    The legend is placed at the bottom of the figure (``yref="container"``), so plotly grows the
+    bottom margin to fit it under the axis title instead of drawing it over the title, at any width.
+    """
+    fig.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=14),
+                   font=dict(size=TITLE_SIZE),
+                   subtitle=dict(text=subtitle, font=dict(size=SUBTITLE_SIZE, color=MUTED_COLOR))),
+        height=height, margin=dict(l=64, r=24, t=_top_margin(subtitle, panels), b=48),
+        legend=dict(orientation="h", x=0, xanchor="left", xref="container", y=0, yanchor="bottom",
+                    yref="container", entrywidthmode="pixels"),
+        **kwargs)
     _set_template(fig, TEMPLATE)
     return fig
+
+
+def _top_margin(subtitle: str, panels: int) -> int:
+    lines = subtitle.count("<br>") + 1 if subtitle else 0
+    return 52 + 18 * lines + 20 * panels
+
+
+def count_axis(top: float, *, log: bool = False) -> dict[str, Any]:
+    """Axis settings for counts (nodes, values): ticks on whole numbers only, never 1.5 or 2.5.
+
+    On a log axis: every whole number below 10 (plotly's ``"D1"``), 1, 2, 5, 10, 20, 50 below 100
+    (``"D2"``), else the powers of ten; on a linear axis a whole-number step of 1, 2 or 5 times a
+    power of ten.
+    """
+    if log:
+        return dict(type="log", dtick="D1" if top < 10 else "D2" if top < 100 else 1, tickformat="d")
+    k, step = 0, 1
+    while top / step > 8:  # at most 8 ticks: steps 1, 2, 5, 10, 20, 50...
+        k += 1
+        step = (1, 2, 5)[k % 3] * 10 ** (k // 3)
+    return dict(tick0=0, dtick=step, tickformat="d", rangemode="tozero")
 
 
 def _set_template(fig: go.Figure, name: str) -> None:

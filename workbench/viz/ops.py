@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from workbench.core.graph import ModelSummary
 from workbench.errors import InvalidInputError, describe
-from workbench.viz._common import color, layout, positive_int
+from workbench.viz._common import color, count_axis, layout, positive_int
 
 
 def _histograms(source: Any) -> dict[str, Counter[str]]:
@@ -42,8 +42,9 @@ def op_histogram_figure(source: Any, *, top: int = 25, title: str | None = None)
                              marker=dict(color=color(i)), meta={"series": name},
                              text=[counts.get(op, 0) for op in shown], textposition="outside"))
     totals = ", ".join(f"{name} {sum(c.values())} nodes" for name, c in series.items())
-    more = f", top {top} of {len(ops)} op types" if len(ops) > top else ""
+    more = f"; the {top} most frequent of {len(ops)} op types" if len(ops) > top else ""
+    most = max((c.get(op, 0) for c in series.values() for op in shown), default=1)
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title="nodes")
-    return layout(fig, title or f"Op types ({totals}{more})", height=max(300, 22 * len(shown) + 140),
+    fig.update_xaxes(title="nodes", **count_axis(most * 1.15))  # room for the counts printed past the bars
+    return layout(fig, title or "Op types", subtitle=f"{totals}{more}", height=max(300, 22 * len(shown) + 160),
                   barmode="group", showlegend=len(series) > 1)

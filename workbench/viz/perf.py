@@ -18,7 +18,7 @@ def opt_levels_figure(levels: OptLevels) -> go.Figure:
     p95, and the node count of the graph ONNX Runtime saved at that level."""
     expect(levels, OptLevels, "the optimize stage's wb.OptLevels")
     names = [lv for lv in OPT_LEVELS if lv in levels.latency]
-    title = "Latency per ONNX Runtime optimization level"
+    title = "Latency per optimization level"
     if not names:
         return empty_figure(title, "No level was timed" + (f": {levels.errors}" if levels.errors else "."))
     p50 = [ms(levels.latency[lv].p50) for lv in names]
@@ -34,7 +34,8 @@ def opt_levels_figure(levels: OptLevels) -> go.Figure:
     ))
     fig.update_xaxes(title="graph optimization level", type="category")
     fig.update_yaxes(title="latency (ms)", rangemode="tozero")
-    return layout(fig, title + (f" (fastest: {levels.best})" if levels.best else ""), showlegend=False)
+    subtitle = "median (p50) bar, whisker up to p95" + (f"; fastest: {levels.best}" if levels.best else "")
+    return layout(fig, title, subtitle=subtitle, showlegend=False)
 
 
 def quantize_figure(converted: Sequence[Converted], baseline: Measurement | None = None) -> go.Figure:
@@ -63,5 +64,5 @@ def quantize_figure(converted: Sequence[Converted], baseline: Measurement | None
     if baseline is not None:
         fig.add_vline(x=ms(baseline.p50), line=dict(color=MUTED_COLOR, dash="dash"), annotation_text="fp32 p50")
     fig.update_xaxes(title="median latency (ms)", rangemode="tozero")
-    fig.update_yaxes(title="max abs error vs FP32", type="log")
-    return layout(fig, title)
+    fig.update_yaxes(title="max abs error vs FP32", type="log", dtick="D2", exponentformat="power")
+    return layout(fig, title, subtitle="green: passed its accuracy gate, red: failed it; dashed: FP32 p50")

@@ -36,14 +36,14 @@ def _hover(case: ProbeCase) -> str:
     return f"{esc(case.label)}<br>{case.status}{err}{msg}"
 
 
-def _table(report: ProbeReport, title: str) -> go.Figure:
+def _table(report: ProbeReport, title: str, subtitle: str) -> go.Figure:
     cols = [[esc(c.label) for c in report.cases], [c.status for c in report.cases],
             [f"{c.max_abs:.3g}" if c.max_abs is not None else "" for c in report.cases],
             [_message(c) for c in report.cases]]
     fill = [[STATUS_CODES[c.status][1] for c in report.cases]]
     fig = go.Figure(go.Table(header=dict(values=["sizes", "status", "max abs", "message"]),
                              cells=dict(values=cols, fill=dict(color=["white", *fill, "white", "white"]))))
-    return layout(fig, title, height=max(260, 28 * len(report.cases) + 120))
+    return layout(fig, title, subtitle=subtitle, height=max(260, 28 * len(report.cases) + 140))
 
 
 def probe_figure(report: ProbeReport) -> go.Figure:
@@ -51,10 +51,10 @@ def probe_figure(report: ProbeReport) -> go.Figure:
     the second (one row for a single axis); green match, yellow mismatch, red ORT failed, grey
     PyTorch failed. With more than two axes, a table of the cases instead."""
     expect(report, ProbeReport, "a wb.ProbeReport (from wb.probe_shapes)")
-    title = f"Shape probes over {', '.join(report.symbols)} at {report.tolerance}: " + (
-        "all match" if report.ok else f"{len(report.failures)} of {len(report.cases)} failing")
+    title = "Shape probes: " + ("all match" if report.ok else f"{len(report.failures)} of {len(report.cases)} failing")
+    subtitle = f"over {', '.join(report.symbols) or 'no dynamic axis'} at {report.tolerance}"
     if len(report.symbols) > 2 or not report.symbols:
-        return _table(report, title)
+        return _table(report, title, subtitle)
     row_sym = report.symbols[0]
     col_sym = report.symbols[1] if len(report.symbols) > 1 else None
     ys = sorted({c.sizes[row_sym] for c in report.cases})
@@ -74,4 +74,4 @@ def probe_figure(report: ProbeReport) -> go.Figure:
     ))
     fig.update_xaxes(title=col_sym or "", type="category")
     fig.update_yaxes(title=row_sym, type="category")
-    return layout(fig, title, height=max(260, 40 * len(ys) + 140))
+    return layout(fig, title, subtitle=subtitle, height=max(260, 40 * len(ys) + 160))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -27,61 +28,108 @@ def _seq_title(seq: int | None) -> str:
     return "no sequence axis" if seq is None else f"seq = {seq}"
 
 
-def _band(rows: list[SweepRow], config: str, seq: int | None, i: int) -> go.Scatter:
+def _quartiles(result: SweepResult, row: SweepRow) -> tuple[float, float] | None:
+    """The 25th and 75th percentile (ms) of a cell's runs, from its ``Measurement`` (None without one)."""
+    m = result.measurements.get((row.config, row.batch, row.seq))
+    if m is None:
+        return None
+    q25, q75 = np.percentile(np.asarray(m.raw_times, dtype=np.float64), [25, 75])
+    return ms(q25), ms(q75)
+
+
+def _band(result: SweepResult, rows: list[SweepRow], config: str, seq: int | None, i: int) -> go.Scatter | None:
+    """The interquartile range of each cell as a shaded band (None where a cell has no raw times).
+
+    Half the runs fall inside it: one slow run (a page fault, another process) moves it little,
+    where a p50..p95 band grew to many times the line and flattened every other line."""
+    quartiles = [_quartiles(result, r) for r in rows]
+    if any(q is None for q in quartiles):
+        return None
     x = [r.batch for r in rows]
-    upper = [ms(r.p95) for r in rows]
-    lower = [ms(r.p50) for r in rows]
+    lower = [q[0] for q in quartiles]  # type: ignore[index]
+    upper = [q[1] for q in quartiles]  # type: ignore[index]
     return go.Scatter(x=x + x[::-1], y=upper + lower[::-1], fill="toself", mode="lines", line=dict(width=0),
-                      fillcolor=color(i), opacity=0.2, name=f"{config} p50..p95", legendgroup=config,
+                      fillcolor=color(i), opacity=0.2, name=f"{config} p25..p75", legendgroup=config,
                       showlegend=False, hoverinfo="skip", meta={"config": config, "seq": seq, "kind": "band"})
+
+
+def _line(rows: list[SweepRow], config: str, seq: int | None, i: int, *, legend: bool) -> go.Scatter:
+    return go.Scatter(
+        x=[r.batch for r in rows], y=[ms(r.p50) for r in rows], mode="lines+markers", name=config,
+        legendgroup=config, showlegend=legend, line=dict(color=color(i)),
+        customdata=[[ms(r.p95), r.throughput] for r in rows], meta={"config": config, "seq": seq, "kind": "p50"},
+        hovertemplate="batch %{x}<br>p50 %{y:.3f} ms<br>p95 %{customdata[0]:.3f} ms<br>"
+                      "%{customdata[1]:.4g} items/s<extra>" + config + "</extra>",
+    )
+
+
+#: A band may reach this many times the panel's highest median before it is cut at the top.
+BAND_CAP = 2.5
 
 
 def latency_figure(result: SweepResult, *, band: bool = True) -> go.Figure:
     """Median latency (ms) against batch size, one line per config (eager included), one panel per
-    sequence length; with ``band`` the p50..p95 range is shaded. Failed cells are left out."""
+    sequence length; with ``band`` the interquartile range of each cell's runs is shaded (cells
+    timed by ``wb.sweep`` keep their raw times), cut at ``BAND_CAP`` times the panel's highest
+    median (the subtitle says so) so that a noisy cell cannot flatten the lines. Failed cells are
+    left out."""
     expect(result, SweepResult, _WHAT)
     ok = [r for r in result.rows if r.ok]
-    title = "Latency vs batch size (p50 line, p50..p95 band)"
+    title = "Latency vs batch size"
     if not ok:
         return empty_figure(title, f"No successful cells ({len(result.rows)} rows, {len(result.errors)} failed).")
     seqs = _ordered([r.seq for r in ok])
-    configs = _ordered([r.config for r in ok])
     cols = min(len(seqs), _MAX_COLS)
     rows_n = math.ceil(len(seqs) / cols)
     fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=[_seq_title(s) for s in seqs],
-                        shared_yaxes=False, horizontal_spacing=0.07)
+                        shared_yaxes=False, horizontal_spacing=0.1, vertical_spacing=0.3 / rows_n)
+    configs, legend = _ordered([r.config for r in ok]), set()
+    banded = cut = False
+    for k, seq in enumerate(seqs):
+        where = dict(row=k // cols + 1, col=k % cols + 1)
+        line_top, band_top = _panel(fig, result, [r for r in ok if r.seq == seq], configs, legend, band, where)
+        banded = banded or band_top > 0
+        if band_top > BAND_CAP * line_top > 0:
+            fig.update_yaxes(range=[0, BAND_CAP * line_top * 1.05], **where)
+            cut = True
+    fig.update_xaxes(title="batch size", tickmode="array", tickvals=sorted({r.batch for r in ok}))
+    fig.update_yaxes(rangemode="tozero")
+    for r in range(1, rows_n + 1):  # one y title per row: a second panel's would sit on the first's ticks
+        fig.update_yaxes(title="latency (ms)", row=r, col=1)
+    subtitle = "median (p50) line" + (", shaded: the middle half of the runs (p25..p75)" if banded else "")
+    if cut:
+        subtitle += f"<br>a noisy cell's band is cut at {BAND_CAP:g}\u00d7 the panel's highest median (hover: p95)"
+    return layout(fig, title, subtitle=subtitle, height=340 * rows_n + 60, panels=1)
+
+
+def _panel(fig: go.Figure, result: SweepResult, rows: list[SweepRow], configs: list[str], legend: set[str],
+           band: bool, where: dict[str, int]) -> tuple[float, float]:
+    """One sequence length's lines (and bands); the highest median and band top drawn (ms)."""
+    line_top = band_top = 0.0
     for i, config in enumerate(configs):
-        shown = False
-        for k, seq in enumerate(seqs):
-            cells = sorted((r for r in ok if r.config == config and r.seq == seq), key=lambda r: r.batch)
-            if not cells:
-                continue
-            where = dict(row=k // cols + 1, col=k % cols + 1)
-            if band:
-                fig.add_trace(_band(cells, config, seq, i), **where)
-            fig.add_trace(go.Scatter(
-                x=[r.batch for r in cells], y=[ms(r.p50) for r in cells], mode="lines+markers", name=config,
-                legendgroup=config, showlegend=not shown, line=dict(color=color(i)),
-                customdata=[[ms(r.p95), r.throughput] for r in cells], meta={"config": config, "seq": seq, "kind": "p50"},
-                hovertemplate="batch %{x}<br>p50 %{y:.3f} ms<br>p95 %{customdata[0]:.3f} ms<br>"
-                              "%{customdata[1]:.4g} items/s<extra>" + config + "</extra>",
-            ), **where)
-            shown = True
-    batches = sorted({r.batch for r in ok})
-    fig.update_xaxes(title="batch size", tickmode="array", tickvals=batches)
-    fig.update_yaxes(title="latency (ms)", rangemode="tozero")
-    return layout(fig, title, height=380 * rows_n)
+        cells = sorted((r for r in rows if r.config == config), key=lambda r: r.batch)
+        if not cells:
+            continue
+        shade = _band(result, cells, config, cells[0].seq, i) if band else None
+        if shade is not None:
+            fig.add_trace(shade, **where)
+            band_top = max(band_top, max(shade.y))
+        fig.add_trace(_line(cells, config, cells[0].seq, i, legend=config not in legend), **where)
+        legend.add(config)
+        line_top = max(line_top, max(ms(r.p50) for r in cells))
+    return line_top, band_top
 
 
 def speedup_figure(result: SweepResult) -> go.Figure:
     """Eager p50 / config p50 at each (batch, seq), one bar group per shape; 1 (eager) marked."""
     expect(result, SweepResult, _WHAT)
     cells = [r for r in result.rows if r.ok and r.config != EAGER and r.speedup is not None]
-    title = "Speedup over eager PyTorch (p50)"
+    title = "Speedup over eager PyTorch"
     if not cells:
         return empty_figure(title, "No speedups: the sweep has no successful eager and ONNX Runtime cells to compare.")
     shapes = _ordered([(r.batch, r.seq) for r in result.rows])
-    labels = {s: f"b={s[0]}" + (f", s={s[1]}" if s[1] is not None else "") for s in shapes}
+    # Two short lines a label: nine or more shapes in a narrow figure stay level, not slanted and cut.
+    labels = {s: f"b={s[0]}" + (f"<br>s={s[1]}" if s[1] is not None else "") for s in shapes}
     fig = go.Figure()
     for i, config in enumerate(_ordered([r.config for r in cells])):
         mine = {(r.batch, r.seq): r for r in cells if r.config == config}
@@ -89,7 +137,7 @@ def speedup_figure(result: SweepResult) -> go.Figure:
         fig.add_trace(go.Bar(x=[labels[s] for s in keys], y=[mine[s].speedup for s in keys], name=config,
                              marker=dict(color=color(i + 1)), meta={"config": config},
                              text=[f"{mine[s].speedup:.2f}x" for s in keys], textposition="outside"))
-    fig.add_hline(y=1.0, line=dict(color=MUTED_COLOR, dash="dash"), annotation_text="eager")
-    fig.update_xaxes(title="shape", type="category")
+    fig.add_hline(y=1.0, line=dict(color=MUTED_COLOR, dash="dash"))
+    fig.update_xaxes(title="shape (b: batch, s: seq)", type="category")
     fig.update_yaxes(title="speedup (x)", rangemode="tozero")
-    return layout(fig, title, barmode="group")
+    return layout(fig, title, subtitle="eager p50 / ONNX Runtime p50: above the dashed line (1) is faster", barmode="group")

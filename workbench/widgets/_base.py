@@ -7,7 +7,7 @@ import functools
 import threading
 import time
 import traceback
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
 import ipywidgets as widgets
 import traitlets
@@ -29,14 +29,65 @@ SPINNER = ("<style>@keyframes wb-spin {to {transform: rotate(360deg);}}</style>"
            "vertical-align:-2px;margin-right:6px'></span>")
 
 
+#: Characters of a message shown before it is cut (at a word) with its full text behind a toggle.
+CLIP_CHARS = 240
+
+
+def details_html(summary: str, body: str, *, css_class: str = "") -> str:
+    """A ``<details>`` toggle: ``summary`` (HTML) shown, ``body`` (HTML) after a click."""
+    cls = f" class='{css_class}'" if css_class else ""
+    return (f"<details{cls} style='margin: 2px 0;'><summary style='cursor: pointer; color: #57606a;'>{summary}"
+            f"</summary>{body}</details>")
+
+
+def clipped_html(text: str, limit: int = CLIP_CHARS) -> str:
+    """Plain ``text`` (escaped here): whole when short, else cut at a word with an ellipsis and the
+    full text behind a "full text" toggle. Never cut mid-word ("IndexError: index o\u2026")."""
+    text = str(text)
+    line = " ".join(text.split())
+    if len(line) <= limit and "\n" not in text.strip():
+        return esc(line)
+    return (f"{esc(clip_at_word(line, limit))}"
+            + details_html("full text", f"<pre class='wb-full-text' style='white-space: pre-wrap; margin: 2px 0;'>"
+                                        f"{esc(text)}</pre>", css_class="wb-full-text-toggle"))
+
+
+def clip_at_word(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at the last space before it, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[: max(1, limit - 1)]
+    space = head.rfind(" ")
+    return (head[:space] if space > 0 else head).rstrip(" ,;:.") + "\u2026"
+
+
+def warnings_html(warnings: Sequence[str], *, what: str = "warning") -> str:
+    """``"2 warnings"`` that opens to the list of them (each escaped and clipped); ``""`` for none."""
+    items = [str(w) for w in warnings if str(w).strip()]
+    if not items:
+        return ""
+    head = f"{len(items)} {what}{'s' if len(items) != 1 else ''}"
+    body = "<ul style='margin: 2px 0; padding-left: 18px;'>" + "".join(
+        f"<li>{clipped_html(w)}</li>" for w in items) + "</ul>"
+    return details_html(head, body, css_class="wb-warnings")
+
+
+def timings_html(timings: Mapping[str, float], *, summary: str = "timings") -> str:
+    """Seconds per step behind a toggle (the status says what the user needs; this is for the curious)."""
+    rows = "".join(f"<tr><td style='padding: 0 8px 0 0;'>{esc(k)}</td><td style='text-align: right;'>{v:.2f} s</td></tr>"
+                   for k, v in timings.items())
+    return details_html(summary, f"<table style='font-size: 12px;'>{rows}</table>", css_class="wb-timings")
+
+
 def error_html(exc: BaseException, *, title: str | None = None, details: str = "") -> str:
-    """An exception as HTML: its type and message, what the widget adds, and the traceback folded."""
+    """An exception as HTML: its type and message (a long one cut at a word, the full text a click
+    away), what the widget adds, and the traceback folded."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     head = esc(title or f"{type(exc).__name__}")
-    return (f"<b>{head}</b><pre style='white-space: pre-wrap; margin: 4px 0;'>"
-            f"{esc(type(exc).__name__)}: {esc(exc)}</pre>{details}"
-            f"<details><summary>Traceback</summary><pre style='white-space: pre-wrap; font-size: 11px;'>"
-            f"{esc(tb)}</pre></details>")
+    return (f"<b>{head}</b><div class='wb-error-message' style='white-space: pre-wrap; margin: 4px 0; "
+            f"font-family: var(--jp-code-font-family, monospace);'>{clipped_html(f'{type(exc).__name__}: {exc}')}"
+            f"</div>{details}"
+            + details_html("Traceback", f"<pre style='white-space: pre-wrap; font-size: 11px;'>{esc(tb)}</pre>"))
 
 
 class StatusLine(widgets.HTML):

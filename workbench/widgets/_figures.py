@@ -13,12 +13,14 @@ import plotly.graph_objects as go
 
 
 def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str = "") -> None:
-    """Make ``target`` show ``figure``'s traces and layout.
+    """Make ``target`` show ``figure``'s traces and layout, as often as asked, whatever changed.
 
     A redraw of the same kind of figure (same trace types and keys, same layout keys and template)
     is sent as one ``Plotly.update`` (restyle + relayout in one batch): the browser draws once, and
-    plotly's template is not validated again (~60 ms a figure). Any other figure replaces the
-    traces and the layout; layout keys the old one had and the new one lacks are cleared too.
+    plotly's template is not validated again (~60 ms a figure). Any other figure (other traces,
+    more or fewer subplots) replaces the traces and the layout; the layout keys the shown one has
+    and the new one lacks (``xaxis2`` when two subplots become one) are removed first, while the
+    widget still has them: the browser merges a new layout into the old one and would keep them.
     """
     _add_title_suffix(figure, title_suffix)
     new_layout = figure.layout.to_plotly_json()
@@ -37,15 +39,22 @@ def show_figure(target: go.FigureWidget, figure: go.Figure, *, title_suffix: str
                 if old_layout[key] != value:  # type: ignore[index]
                     target.layout[key] = value
     else:
-        with target.batch_update():
-            target.data = ()
-            target.add_traces(list(figure.data))
-            target.layout = figure.layout
-        stale = {key: None for key in set(old_layout or {}) - set(new_layout) if key != "template"}
-        if stale:
-            target.plotly_relayout(stale)
+        _replace(target, figure, new_layout)
     target._wb_layout = new_layout
     target._wb_traces = new_traces
+
+
+def _replace(target: go.FigureWidget, figure: go.Figure, new_layout: dict[str, Any]) -> None:
+    """New traces and a new layout; the keys of the shown layout that the new one lacks removed
+    before it is set (after, plotly refuses them: "Invalid property path 'xaxis2' for layout")."""
+    shown = set(target.layout.to_plotly_json())
+    stale = {key: None for key in shown - set(new_layout) if key != "template"}
+    with target.batch_update():
+        target.data = ()
+        if stale:
+            target.plotly_relayout(stale)
+        target.add_traces(list(figure.data))
+        target.layout = figure.layout
 
 
 def _add_title_suffix(figure: go.Figure, suffix: str) -> None:
@@ -102,4 +111,5 @@ class FigureSlot(widgets.VBox):
 class ResizeNudge(anywidget.AnyWidget):
     """Invisible; put one in a panel with figures so they fit the panel once its tab is shown."""
 
-    _esm = Path(__file__).with_name("resize.js")
+    # The text, not the Path: anywidget's file watcher would hold every instance for good.
+    _esm = Path(__file__).with_name("resize.js").read_text(encoding="utf-8")

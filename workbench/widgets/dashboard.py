@@ -24,6 +24,10 @@ TAB_TITLES = ("1 Export", "2 Graph", "3 Compare", "4 Latency")
 TAB_NAMES = ("export", "graph", "compare", "latency")
 
 
+def _tab_name(index: int | None) -> str:
+    return TAB_NAMES[index or 0]
+
+
 class Workbench(widgets.VBox):
     """One dashboard for a model: Export, Graph (tables + Netron), Compare (session toggles above
     the live PyTorch-vs-ORT diff, with size sliders) and Latency (sweep).
@@ -37,6 +41,8 @@ class Workbench(widgets.VBox):
     """
 
     onnx_model = OnnxFile("", help="The exported ONNX file the panels follow ('' before an export).")
+    tab = traitlets.Enum(TAB_NAMES, "export", help="The tab shown: export, graph, compare or latency (follows the "
+                                                   "tab bar, and moves it).")
 
     def __init__(self, model: nn.Module, example_inputs: Any, *, spec: ExportSpec | None = None,
                  out: str | Path | None = None, input_factory: Callable[..., Any] | None = None,
@@ -58,8 +64,11 @@ class Workbench(widgets.VBox):
             traitlets.dlink((self, "onnx_model"), (self.graph, "onnx_model")),
             traitlets.dlink((self, "onnx_model"), (self.diff, "onnx_model")),
             traitlets.dlink((self, "onnx_model"), (self.sweep, "onnx_model")),
-            traitlets.dlink((self.toggles, "config"), (self.diff, "config")),
+            # Both ways: the toggles are the diff's controls, so setting diff.config moves them too.
+            traitlets.link((self.toggles, "config"), (self.diff, "config")),
             traitlets.dlink((self.toggles, "config"), (self.sweep, "extra_config")),
+            traitlets.link((self.tabs, "selected_index"), (self, "tab"),
+                           transform=(_tab_name, TAB_NAMES.index)),
         ]
         self.export.observe(self._reload_after_a_reexport, names="result")
 
@@ -78,8 +87,8 @@ class Workbench(widgets.VBox):
             self.diff.refresh()
 
     def select(self, name: str) -> None:
-        """Show a tab by panel name: export, graph, compare or latency."""
-        self.tabs.selected_index = TAB_NAMES.index(name)
+        """Show a tab by panel name: export, graph, compare or latency (the same as setting ``tab``)."""
+        self.tab = name
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every panel's background work is done (for scripts and tests)."""

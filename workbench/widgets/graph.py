@@ -30,6 +30,7 @@ class GraphInspector(Panel):
 
     def __init__(self, onnx_model: str | Path = "", *, netron: bool = True, netron_height: int = 560) -> None:
         self._worker: LatestWorker[ModelSummary] = LatestWorker("workbench-summarize")
+        self._closed = False
         # The summary's tables scroll inside the height of the chart, so Netron stays in view below.
         self.tables = widgets.HTML(layout=widgets.Layout(width="42%", min_width="320px", max_height="440px",
                                                          overflow="auto"))
@@ -51,6 +52,8 @@ class GraphInspector(Panel):
     def reload(self) -> None:
         """Summarize ``onnx_model`` again (off the main thread) and redraw the tables, chart and Netron."""
         onnx_model = self.onnx_model
+        if self._closed:
+            return
         if not onnx_model:
             self.summary = None
             if self.netron is not None:
@@ -66,6 +69,8 @@ class GraphInspector(Panel):
         return self._worker.wait(timeout)
 
     def _show(self, onnx_model: str, summary: ModelSummary) -> None:
+        if self._closed:  # closed while the summary was loading: start no server, draw nothing
+            return
         self.tables.value = summary._repr_html_()
         self.ops_figure.show(op_histogram_figure(summary, top=20))
         if self.netron is not None:
@@ -75,11 +80,14 @@ class GraphInspector(Panel):
                                 f"{len(summary.ops)} op types, {summary.parameter_count:,} parameters")
 
     def _show_failure(self, onnx_model: str, exc: BaseException) -> None:
+        if self._closed:
+            return
         self.summary = None
         self._fail(exc, title=f"Could not read {Path(onnx_model).name}")
 
     def close(self) -> None:
-        """Stop Netron's server and close the panel."""
+        """Stop Netron's server and close the panel; a summary still loading is then dropped."""
+        self._closed = True
         if self.netron is not None:
             self.netron.close()
         super().close()

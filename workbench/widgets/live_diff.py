@@ -11,28 +11,32 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
 import traitlets
+import torch
 from torch import nn
 
 from workbench.core._format import badge, esc
 from workbench.core.case import ModelCase
 from workbench.core.compare import Comparison, compare
 from workbench.core.feeds import as_samples
-from workbench.core.inputs import as_input_tuple
+from workbench.core.inputs import as_input_tuple, example_sizes
 from workbench.core.session import SessionConfig, load_session
 from workbench.core.spec import ExportSpec
 from workbench.core.tolerance import TOLERANCES, Tolerance
-from workbench.errors import InvalidInputError
+from workbench.errors import InvalidInputError, WorkbenchError
 from workbench.viz import error_bars, error_histogram, values_scatter
 from workbench.widgets._base import LatestWorker, Panel
 from workbench.widgets._figures import FigureSlot, ResizeNudge
+from workbench.widgets._shapes import explain_size_failure, exported_with, is_run_failure
 from workbench.widgets._traits import OnnxFile, checked_size, checked_tolerance, refused
 
 #: The largest batch the batch slider offers (the sequence slider goes to ``max_seq``).
 MAX_BATCH = 16
+#: The width under which the scatter and the histogram no longer share a row.
+PAIR_MIN_WIDTH = "420px"
 
 
 def verdict_html(comparison: Comparison, config: SessionConfig) -> str:
@@ -43,7 +47,8 @@ def verdict_html(comparison: Comparison, config: SessionConfig) -> str:
     providers = ", ".join(p.replace("ExecutionProvider", "") for p in comparison.providers)
     return (f"<div class='wb-verdict wb-verdict-{verdict}'>"
             f"<span class='wb-diff-config'>config <code>{esc(config.label())}</code></span> \u00b7 "
-            f"inputs {esc(shapes)} \u00b7 on {esc(providers)}{comparison._repr_html_()}</div>")
+            f"inputs {esc(shapes)} \u00b7 on {esc(providers)}"
+            f"<div style='overflow-x: auto'>{comparison._repr_html_()}</div></div>")
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,33 @@ def compare_request(request: _Request) -> _Outcome:
     made = time.perf_counter()
     session = load_session(request.onnx_model, request.config)
     opened = time.perf_counter()
-    comparison = compare(request.model, session, inputs, tolerance=request.tolerance)
+    try:
+        comparison = compare(request.model, session, inputs, tolerance=request.tolerance)
+    except Exception as exc:
+        if not is_run_failure(exc):
+            raise
+        raise _explained(exc, request, [i.name for i in session.get_inputs()], inputs) from exc
     return _Outcome(comparison, request.config, request.requested, {
         "wait": start - request.requested, "inputs": made - start, "session": opened - made,
         "compare": time.perf_counter() - opened})
+
+
+def _explained(exc: BaseException, request: _Request, names: list[str], inputs: Any) -> WorkbenchError:
+    """ONNX Runtime failed to run the file on ``inputs``: the error naming the shape and why."""
+    sample = as_samples(inputs)[0]
+    if isinstance(sample, Mapping):
+        names, values = list(sample), list(sample.values())
+    else:
+        values = list(sample)
+    example: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    if request.case is not None and all(isinstance(v, torch.Tensor) for v in values):
+        case = request.case
+        example = example_sizes(case.example_inputs, case.input_names, case.dynamic_axes)
+        sizes = example_sizes(values, case.input_names, case.dynamic_axes)
+    shapes = [tuple(getattr(v, "shape", ())) for v in values]
+    return explain_size_failure(exc, names=names, shapes=shapes, example=example, sizes=sizes,
+                                exporter=exported_with(request.onnx_model))
 
 
 def _case(model: nn.Module, example_inputs: Any, inputs: Any, spec: ExportSpec | None,
@@ -133,12 +161,16 @@ class LiveDiff(Panel):
         self.sliders = self._make_sliders(max_seq)
         self.tolerance_picker = widgets.Dropdown(options=list(TOLERANCES), description="tolerance",
                                                  layout=widgets.Layout(width="200px"))
+        self.tolerance_picker.add_class("wb-tolerance")
         self.verdict = widgets.HTML()
         self.verdict.add_class("wb-diff-verdict")
-        self.scatter = FigureSlot("scatter", width="50%")
-        self.histogram = FigureSlot("histogram", width="50%")
+        self.scatter = FigureSlot("scatter", width="auto")
+        self.histogram = FigureSlot("histogram", width="auto")
+        for slot in (self.scatter, self.histogram):  # side by side where both fit, else one under the other
+            slot.layout.flex = f"1 1 {PAIR_MIN_WIDTH}"
         self.bars = FigureSlot("bars")
-        plots = widgets.VBox([widgets.HBox([self.scatter, self.histogram]), self.bars])
+        pair = widgets.HBox([self.scatter, self.histogram], layout=widgets.Layout(flex_flow="row wrap"))
+        self.plots = plots = widgets.VBox([pair, self.bars])
         controls = widgets.HBox([*self.sliders.values(), self.tolerance_picker],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__(children=[widgets.HTML("<b>PyTorch vs ONNX Runtime</b>"), controls, self.verdict,
@@ -240,6 +272,7 @@ class LiveDiff(Panel):
         timings = dict(outcome.timings, figures=0.0, send=0.0)
         builders: list[tuple[FigureSlot, Callable[[Comparison], Any]]] = [
             (self.scatter, values_scatter), (self.histogram, error_histogram), (self.bars, error_bars)]
+        self.plots.layout.display = None  # hidden while the last comparison failed
         for target, build in builders:
             start = time.perf_counter()
             figure = build(comparison)
@@ -253,14 +286,27 @@ class LiveDiff(Panel):
         self.timings = dict(timings, total=self.last_redraw_s)
         self.redraws += 1
         parts = ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "wait")
-        self._set_state("done", f"Compared with <code>{esc(label)}</code>: {'pass' if comparison.ok else 'FAIL'} "
-                                f"(drawn {self.last_redraw_s:.2f} s after the change"
-                                f"<span style='color:#6e7781'>: {parts} s</span>)")
+        shapes = "; ".join(", ".join(str(list(s)) for s in sample) for sample in comparison.input_shapes)
+        verdict = "pass" if comparison.ok else "FAIL"
+        self._set_state("done", f"Compared with <code>{esc(label)}</code> on inputs {esc(shapes)} at "
+                                f"{esc(comparison.tolerance)}: {verdict}. <details style='display: inline'>"
+                                f"<summary style='color:#6e7781'>timings</summary><span style='color:#6e7781'>"
+                                f"drawn {self.last_redraw_s:.2f} s after the change: {parts} s</span></details>")
 
     def _show_failure(self, exc: BaseException) -> None:
         self.comparison = None
         self.verdict.value = f"<div class='wb-verdict wb-verdict-none'>{badge(None, 'NO RESULT')}</div>"
-        self._fail(exc, title="The comparison failed")
+        self.plots.layout.display = "none"  # the figures of an earlier comparison would pass for this one's
+        cause = exc.__cause__
+        if cause is None or not is_run_failure(cause):
+            self._fail(exc, title="The comparison failed")
+            return
+        raw = " ".join(str(cause).split())  # ONNX Runtime's own words: folded, for a bug report
+        self._set_state("failed", "<b>The comparison failed</b>"
+                                  f"<p style='margin: 4px 0'>{esc(exc)}</p><details><summary>ONNX Runtime's "
+                                  f"message</summary><pre style='white-space: pre-wrap; font-size: 11px'>"
+                                  f"{esc(raw)}</pre></details>")
+        self.error = f"{type(exc).__name__}: {exc}"
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the newest redraw is done (for scripts, tests and benchmarks)."""

@@ -20,7 +20,7 @@ from workbench.core.spec import ExportSpec
 from workbench.core.sweep import SweepResult, sweep
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
-from workbench.widgets._base import Panel, Worker
+from workbench.widgets._base import Panel, Worker, clipped_html
 from workbench.widgets._figures import FigureSlot, ResizeNudge
 from workbench.widgets._traits import OnnxFile, checked_sizes, format_sizes, parse_sizes
 
@@ -69,8 +69,10 @@ class LatencySweep(Panel):
         self._inputs_from = {"example_inputs": example_inputs, "spec": spec, "input_factory": input_factory}
         self._worker: Worker[SweepResult] = Worker("workbench-sweep")
         self._last_draw = 0.0
-        self.batch_field = widgets.Text(description="batch sizes", layout=widgets.Layout(width="260px"))
-        self.seq_field = widgets.Text(description="seq lengths", layout=widgets.Layout(width="260px"))
+        self.batch_field = widgets.Text(description="batch sizes", continuous_update=False,
+                                        layout=widgets.Layout(width="260px"))
+        self.seq_field = widgets.Text(description="seq lengths", continuous_update=False,
+                                      layout=widgets.Layout(width="260px"))
         self.runs = widgets.BoundedIntText(value=runs, min=1, max=10_000, description="runs/cell",
                                            layout=widgets.Layout(width="160px"))
         self.warmup = widgets.BoundedIntText(value=warmup, min=0, max=1000, description="warmup",
@@ -79,13 +81,16 @@ class LatencySweep(Panel):
         self.level_boxes = {level: _checkbox(f"ORT {level}", level == "all") for level in OPT_LEVELS}
         self.extra_box = _checkbox("session toggles", True, display="none")
         self._make_buttons()
-        self.latency = FigureSlot("latency", width="50%")
-        self.speedup = FigureSlot("speedup", width="50%")
+        self.latency = FigureSlot("latency", width="auto")
+        self.speedup = FigureSlot("speedup", width="auto")
+        # Side by side where both fit (a 1400 px page), one under the other where not (1000 px).
+        self.latency.layout.flex, self.speedup.layout.flex = "1 1 600px", "1 1 400px"
         self.table = widgets.HTML()
         self.table.add_class("wb-sweep-table")
         self.csv_out = widgets.Text(value="sweep.csv", layout=widgets.Layout(width="240px"))
         super().__init__(children=[widgets.HTML("<b>Latency sweep</b>"), self._grid(), self.status,
-                                   widgets.HBox([self.latency, self.speedup]), self.table,
+                                   widgets.HBox([self.latency, self.speedup], layout=widgets.Layout(
+                                       flex_flow="row wrap", width="100%")), self.table,
                                    widgets.HBox([self.csv_out, self.csv_button]), ResizeNudge()])
         self.add_class("wb-latency-sweep")
         self.batch_sizes = batch_sizes
@@ -94,6 +99,8 @@ class LatencySweep(Panel):
         self.onnx_model = onnx_model
         self._write_grid_fields({})
         self._say_what_is_ready({})
+        self.batch_field.observe(self._follow_the_fields, names="value")
+        self.seq_field.observe(self._follow_the_fields, names="value")
 
     @classmethod
     def from_case(cls, case: ModelCase, onnx_model: str | Path = "", **options: Any) -> LatencySweep:
@@ -107,7 +114,7 @@ class LatencySweep(Panel):
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
         self.cancel_button.add_class("wb-sweep-cancel")
         self.csv_button = widgets.Button(description="Save CSV", icon="download")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="320px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="240px"))
         self.progress_label = widgets.Label("")
         self.run_button.on_click(lambda _: self.run())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -120,7 +127,7 @@ class LatencySweep(Panel):
             widgets.HBox([widgets.Label("configs", layout=widgets.Layout(width="60px")), self.eager_box,
                           *self.level_boxes.values(), self.extra_box], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label],
-                         layout=widgets.Layout(align_items="center")),
+                         layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
         ])
 
     @traitlets.validate("batch_sizes")
@@ -135,6 +142,16 @@ class LatencySweep(Panel):
     def _write_grid_fields(self, change: dict[str, Any]) -> None:
         self.batch_field.value = format_sizes(self.batch_sizes)
         self.seq_field.value = format_sizes(self.seq_lens)
+
+    def _follow_the_fields(self, change: dict[str, Any]) -> None:
+        """A field was edited (Enter or leaving it): the traits follow, or the status says what is wrong."""
+        try:
+            self._read_grid_fields()
+        except InvalidInputError as exc:
+            self._fail(exc, title="Cannot read the grid")
+        else:
+            if self.state == "failed" and not self._worker.running:
+                self._say_what_is_ready({})
 
     def _read_grid_fields(self) -> None:
         """Set ``batch_sizes`` and ``seq_lens`` from the text fields (``InvalidInputError`` if unreadable)."""
@@ -251,27 +268,30 @@ class LatencySweep(Panel):
         """After each cell (on the worker): the progress, and the plots at most every ``LIVE_REDRAW_S``."""
         self._show_progress(result)
         if time.perf_counter() - self._last_draw >= LIVE_REDRAW_S:
-            self._draw(result)
+            try:
+                self._draw(result)
+            except Exception:  # noqa: BLE001 - a live redraw must not stop the timing; the final draw shows errors
+                pass
             self._last_draw = time.perf_counter()
 
     def _draw(self, result: SweepResult) -> None:
         self.latency.show(latency_figure(result))
         self.speedup.show(speedup_figure(result))
-        self.table.value = result._repr_html_()
+        self.table.value = sweep_table_html(result)
 
     def _show_result(self, result: SweepResult) -> None:
         self._busy(False)
         self._show_progress(result)
         self._draw(result)
         self.result = result
-        failed = f", {len(result.errors)} failed" if result.errors else ""
+        failed = f", {len(result.errors)} failed (the table says why)" if result.errors else ""
         if result.cancelled:
             self.progress.bar_style = "warning"
             self._set_state("cancelled", f"Cancelled after {len(result.rows)} of {result.total} cells{failed}.")
         else:
             self.progress.bar_style = "success" if not result.errors else "danger"
-            self._set_state("done", f"Done: {len(result.rows)} cells{failed}. <code>.to_pandas()</code> and "
-                                    "<b>Save CSV</b> give the numbers.")
+            self._set_state("done", f"Done: {len(result.rows)} cells timed{failed}. The numbers are in the table "
+                                    "below; <b>Save CSV</b> writes them to a file.")
 
     def _show_failure(self, exc: BaseException) -> None:
         self._busy(False)
@@ -280,3 +300,31 @@ class LatencySweep(Panel):
 
     def __repr__(self) -> str:
         return f"LatencySweep({self.onnx_model!r}, state={self.state!r})"
+
+
+_TABLE_HEAD = ("config", "batch", "seq", "p50 (ms)", "p90 (ms)", "p99 (ms)", "items/s", "speedup", "note")
+_NOISY = "The middle half of the runs spans more than 10% of the median: rerun with more runs, or close other work."
+
+
+def sweep_table_html(result: SweepResult) -> str:
+    """The rows as an HTML table, every time in milliseconds (like the plots); a failed cell's cause
+    cut at a word with the full text behind a toggle."""
+    cells = []
+    for row in result.rows:
+        seq = "-" if row.seq is None else str(row.seq)
+        head = f"<td>{esc(row.config)}</td><td>{row.batch}</td><td>{seq}</td>"
+        if not row.ok:
+            cells.append(f"<tr class='wb-sweep-failed'>{head}<td colspan='6' style='color:#cf222e; text-align:left'>"
+                         f"failed: {clipped_html(row.error or 'no message', 160)}</td></tr>")
+            continue
+        times = "".join(f"<td>{v * 1e3:.3f}</td>" for v in (row.p50, row.p90, row.p99))
+        speedup = f"{row.speedup:.2f}x" if row.speedup is not None else "-"
+        note = f"<span title='{esc(_NOISY)}' style='color:#9a6700'>noisy</span>" if row.noisy else ""
+        rate = f"{row.throughput:,.0f}" if row.throughput >= 100 else f"{row.throughput:.3g}"
+        cells.append(f"<tr>{head}{times}<td>{rate}</td><td>{speedup}</td><td>{note}</td></tr>")
+    status = f"{len(result.rows)} of {result.total} cells" + (", cancelled" if result.cancelled else "") + (
+        f", {len(result.errors)} failed" if result.errors else "")
+    header = "".join(f"<th>{h}</th>" for h in _TABLE_HEAD)
+    return (f"<div class='wb-sweep-summary' style='margin: 4px 0;'>{status}</div>"
+            f"<table class='wb-sweep-rows' style='font-size: 12px;'><thead><tr>{header}</tr></thead>"
+            f"<tbody>{''.join(cells)}</tbody></table>")

@@ -14,12 +14,32 @@ from workbench.widgets._base import Panel, shows_errors
 
 _CPU = "CPUExecutionProvider"
 
+#: Providers this build may list that cannot run a model on this machine, with the reason.
+NOT_LOCAL = {"AzureExecutionProvider": "sends the inputs to a model served on Azure; it does not run this model here"}
+#: Providers worth showing (greyed) when this build lacks them, with how to get them.
+WORTH_SHOWING = {"CUDAExecutionProvider": "not in this onnxruntime build: install onnxruntime-gpu on a machine "
+                                          "with an NVIDIA GPU (see gpu/)"}
+
 
 def available_providers() -> list[str]:
     """The execution providers this onnxruntime build has, in its priority order."""
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+def provider_choices(available: list[str]) -> dict[str, str]:
+    """Provider -> why it cannot be picked here (``""`` where it can): the build's providers in its
+    order, those that cannot run a model here (Azure) greyed, then the usual ones it lacks."""
+    choices = {name: NOT_LOCAL.get(name, "") for name in available}
+    choices.update({name: why for name, why in WORTH_SHOWING.items() if name not in choices})
+    return choices
+
+
+def _provider_box(name: str, why: str, checked: bool) -> widgets.Checkbox:
+    tooltip = name + (" (always used, as the fallback)" if name == _CPU else f": {why}" if why else "")
+    return widgets.Checkbox(value=checked or name == _CPU, indent=False, description=name.replace("ExecutionProvider", ""),
+                            disabled=name == _CPU or bool(why), tooltip=tooltip, layout=widgets.Layout(width="auto"))
 
 
 class SessionToggles(Panel):
@@ -34,17 +54,19 @@ class SessionToggles(Panel):
     def __init__(self, config: SessionConfig | None = None, *, providers: list[str] | None = None) -> None:
         config = config if config is not None else SessionConfig()
         self.available = list(providers) if providers is not None else available_providers()
-        self.provider_boxes = {
-            name: widgets.Checkbox(value=name in config.providers or name == _CPU, indent=False,
-                                   description=name.replace("ExecutionProvider", ""), disabled=name == _CPU,
-                                   tooltip=name + (" (always used as the fallback)" if name == _CPU else ""),
-                                   layout=widgets.Layout(width="auto"))
-            for name in self.available
-        }
+        #: Provider -> why it is greyed ("" where it can be ticked).
+        self.unusable = provider_choices(self.available)
+        self.provider_boxes = {name: _provider_box(name, why, name in config.providers)
+                               for name, why in self.unusable.items()}
+        notes = "".join(f"<li><b>{esc(n.replace('ExecutionProvider', ''))}</b> {esc(why)}</li>"
+                        for n, why in self.unusable.items() if why)
+        self.provider_notes = widgets.HTML(f"<ul style='margin: 0; padding-left: 18px; color: #6e7781; font-size: 12px;"
+                                           f" line-height: 1.4;'>{notes}</ul>" if notes else "")
+        self.provider_notes.add_class("wb-provider-notes")
         self.opt_level = widgets.ToggleButtons(options=list(OPT_LEVELS), value=config.opt_level,
                                                tooltips=["no graph optimizations", "constant folding, redundant nodes",
                                                          "plus node fusions", "plus layout optimizations"],
-                                               style={"button_width": "80px"})
+                                               style={"button_width": "96px"})
         self.opt_level.add_class("wb-opt-level")
         limit = max(64, 2 * (os.cpu_count() or 1))
         self.intra_op_threads = widgets.BoundedIntText(value=config.intra_op_threads, min=0, max=limit,
@@ -52,13 +74,15 @@ class SessionToggles(Panel):
         self.inter_op_threads = widgets.BoundedIntText(value=config.inter_op_threads, min=0, max=limit,
                                                        layout=widgets.Layout(width="70px"))
         self.execution_mode = widgets.ToggleButtons(options=list(EXECUTION_MODES), value=config.execution_mode,
-                                                    style={"button_width": "90px"})
+                                                    style={"button_width": "104px"})
         rows = [
-            _row("Providers", widgets.HBox(list(self.provider_boxes.values()))),
+            _row("Providers", widgets.VBox([widgets.HBox(list(self.provider_boxes.values()),
+                                                         layout=widgets.Layout(flex_flow="row wrap")),
+                                            self.provider_notes])),
             _row("Optimization", self.opt_level),
-            _row("Threads", widgets.HBox([widgets.Label("intra-op"), self.intra_op_threads,
-                                          widgets.Label("inter-op"), self.inter_op_threads,
-                                          widgets.HTML("<span style='color:#6e7781'>(0: ONNX Runtime chooses)</span>")])),
+            _row("Threads", widgets.HBox([_text("intra-op"), self.intra_op_threads, _text("inter-op"),
+                                          self.inter_op_threads, _text("(0: ONNX Runtime chooses)", muted=True)],
+                                         layout=widgets.Layout(flex_flow="row wrap", align_items="center"))),
             _row("Execution", self.execution_mode),
         ]
         super().__init__(children=[widgets.HTML("<b>ONNX Runtime session</b>"), *rows, self.status])
@@ -71,8 +95,10 @@ class SessionToggles(Panel):
 
     def config_from_controls(self) -> SessionConfig:
         """The ``SessionConfig`` the controls show now (checked against the rules of ``SessionConfig``)."""
-        providers = [name for name, box in self.provider_boxes.items() if box.value and name != _CPU]
-        return self.config.replace(providers=tuple(providers + [_CPU]), opt_level=self.opt_level.value,
+        ticked = {name for name, box in self.provider_boxes.items() if box.value and name != _CPU}
+        kept = [p for p in self.config.providers if p in ticked or (p not in self.provider_boxes and p != _CPU)]
+        added = [name for name in self.provider_boxes if name in ticked and name not in kept]
+        return self.config.replace(providers=tuple(kept + added + [_CPU]), opt_level=self.opt_level.value,
                                    intra_op_threads=int(self.intra_op_threads.value),
                                    inter_op_threads=int(self.inter_op_threads.value),
                                    execution_mode=self.execution_mode.value)
@@ -86,7 +112,7 @@ class SessionToggles(Panel):
     @traitlets.observe("config")
     def _move_the_controls(self, change: dict[str, Any]) -> None:
         config: SessionConfig = change["new"]
-        unknown = [p for p in config.providers if p not in self.provider_boxes]
+        unusable = [p for p in config.providers if p not in self.available or self.unusable.get(p)]
         self._syncing = True
         try:
             for name, box in self.provider_boxes.items():
@@ -97,14 +123,28 @@ class SessionToggles(Panel):
             self.execution_mode.value = config.execution_mode
         finally:
             self._syncing = False
-        text = f"Session config <code>{esc(config.label())}</code>"
-        if unknown:
-            text += (f"<br>Not available in this onnxruntime build: {esc(', '.join(unknown))} "
-                     "(ONNX Runtime would fall back to CPU).")
+        text = f"Sessions use <code>{esc(config.label())}</code>: {esc(describe_config(config))}."
+        if unusable:
+            text += (f"<br>Cannot run here: {esc(', '.join(unusable))} (ONNX Runtime would fall back to CPU; "
+                     "the greyed providers say why).")
         self._set_state("done", text)
 
     def __repr__(self) -> str:
         return f"SessionToggles({self.config!r})"
+
+
+def describe_config(config: SessionConfig) -> str:
+    """The config in words, for the status line (the figures' titles carry its short label)."""
+    providers = " then ".join(p.replace("ExecutionProvider", "") for p in config.providers)
+    threads = ("threads chosen by ONNX Runtime" if not (config.intra_op_threads or config.inter_op_threads) else
+               f"{config.intra_op_threads or 'auto'} intra-op and {config.inter_op_threads or 'auto'} inter-op threads")
+    return f"{providers}, {config.opt_level} graph optimizations, {threads}, {config.execution_mode} execution"
+
+
+def _text(text: str, *, muted: bool = False) -> widgets.HTML:
+    """A label that keeps its whole text (a ``widgets.Label`` is cut with an ellipsis when the row is narrow)."""
+    colour = "color: #6e7781; " if muted else ""
+    return widgets.HTML(f"<span style='{colour}white-space: nowrap; margin: 0 4px;'>{esc(text)}</span>")
 
 
 def _row(label: str, control: widgets.Widget) -> widgets.HBox:

@@ -6,11 +6,12 @@
 The kernel serves Netron's front end (from the ``netron`` package) on 127.0.0.1 for this one
 model (see ``server.py``); the browser shows it through the Jupyter server (jupyter-server-proxy)
 or directly, whichever reaches it (see ``index.js``). The server stops on ``close()``, when the
-widget is garbage collected, and when the kernel exits.
+widget is garbage collected, and when the kernel exits; a closed view serves nothing again.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,7 +20,8 @@ import anywidget
 import traitlets
 
 from workbench.widgets._traits import OnnxFile
-from workbench.widgets.netron.server import NetronServer, live_servers, netron_version, render_index, stop_all
+from workbench.widgets.netron.page import netron_version, render_index
+from workbench.widgets.netron.server import NetronServer, live_servers, stop_all
 
 __all__ = ["NetronServer", "NetronView", "live_servers", "render_index", "stop_all"]
 
@@ -27,7 +29,9 @@ __all__ = ["NetronServer", "NetronView", "live_servers", "render_index", "stop_a
 class NetronView(anywidget.AnyWidget):
     """An iframe with Netron's drawing of ``onnx_model``; ``onnx_model=''`` shows ``message`` instead."""
 
-    _esm = Path(__file__).with_name("index.js")
+    # The text, not the Path: anywidget watches a Path's file and its change signal holds every
+    # instance for good, so a view was never garbage collected (and never stopped its server).
+    _esm = Path(__file__).with_name("index.js").read_text(encoding="utf-8")
 
     onnx_model = OnnxFile("", help="The ONNX file drawn; '' for none. Changing it serves the new file.")
     port = traitlets.Int(0, help="Port of the kernel's Netron server on 127.0.0.1 (0: not serving).").tag(sync=True)
@@ -45,6 +49,8 @@ class NetronView(anywidget.AnyWidget):
         self._server: NetronServer | None = None
         self._extra_files = tuple(extra_files)
         self._finalizer: weakref.finalize | None = None
+        self._closed = False
+        self._serving = threading.Lock()  # close() on the main thread vs. show() from a panel's worker
         super().__init__(netron_version=netron_version(), **kwargs)
         self.onnx_model = onnx_model
 
@@ -71,14 +77,17 @@ class NetronView(anywidget.AnyWidget):
         self._serve(change["new"])
 
     def _serve(self, onnx_model: str) -> None:
-        self._stop_server()
-        if not onnx_model:
-            self.set_trait("port", 0)
-            self.model_name = ""
-            return
-        server = NetronServer(onnx_model, extra_files=self._extra_files).start()
-        self._server = server
-        self._finalizer = weakref.finalize(self, server.stop)
+        with self._serving:
+            self._stop_server()
+            if self._closed:
+                return
+            if not onnx_model:
+                self.set_trait("port", 0)
+                self.model_name = ""
+                return
+            server = NetronServer(onnx_model, extra_files=self._extra_files).start()
+            self._server = server
+            self._finalizer = weakref.finalize(self, server.stop)
         with self.hold_sync():
             self.model_name = Path(onnx_model).name
             self.token = server.token
@@ -91,9 +100,15 @@ class NetronView(anywidget.AnyWidget):
             self._finalizer = None
         self._server = None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Stop the server and close the widget."""
-        self._stop_server()
+        """Stop the server and close the widget; it serves nothing afterwards."""
+        with self._serving:
+            self._closed = True
+            self._stop_server()
         super().close()
 
     def __repr__(self) -> str:

@@ -85,6 +85,13 @@ function render({ model, el }) {
     const frame = document.createElement('iframe');
     frame.className = 'wb-netron-frame';
     frame.title = 'Netron';
+    // allow-same-origin stays: without it the frame's origin is opaque, so through the Jupyter server
+    // (the page then lives under Jupyter's origin) the browser sends Jupyter's login cookie with
+    // none of Netron's script, style and model requests; Jupyter redirects each to its login page
+    // and Netron never draws (checked in Chromium 156 through jupyter-server-proxy 4.6). What
+    // isolates the page instead: its CSP (scripts, styles and fetches only from its own
+    // /proxy/127.0.0.1:<port>/<token>/ folder, no inline script, no eval), and Netron drawing
+    // model strings as text.
     frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-downloads allow-popups allow-modals');
     frame.setAttribute('referrerpolicy', 'no-referrer');
     frame.style.cssText = 'box-sizing: border-box; width: 100%; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; background: #fff;';
