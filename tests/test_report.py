@@ -84,3 +84,19 @@ def test_bad_arguments(tmp_path: Path):
         write_report(_run(tmp_path), tmp_path)
     with pytest.raises(InvalidInputError, match="PipelineRun"):
         render_report({"stages": []})  # type: ignore[arg-type]
+
+
+def test_the_report_shows_where_the_time_goes(tmp_path: Path, export_zoo, mlp):
+    """With the case's inputs and an export that passed, the report profiles the file: top nodes and
+    time by op type (a static snapshot of the latency overlay)."""
+    from workbench.core.nodes import node_stats
+
+    exported = export_zoo("mlp")
+    run = PipelineRun("mlp", tmp_path, [StageResult("export", True, exported, summary="ok")], quick=True)
+    text = render_report(run, inputs=mlp.make_inputs(batch=2))
+    assert "Where the time goes" in text and "nodes by latency" in text and "Time by op type" in text
+    assert text.count("Plotly.newPlot(") == 1 and text.count(PLOTLY_HEADER) == 1
+    assert "Where the time goes" not in render_report(run)  # no inputs: nothing profiled
+    stats = node_stats(exported.out, mlp.make_inputs(batch=2), metrics=("latency",), runs=1)
+    top = stats.top(1, "latency")[0].name
+    assert top in render_report(run, node_stats=stats)

@@ -32,10 +32,11 @@ from workbench.core.iobinding import IOBinder, bound_session, cuda_available, cu
 from workbench.core.optimize import OptimizeResult, optimize, optimize_levels
 from workbench.core.pipeline import STAGE_NAMES, Budget, PipelineRun, run_pipeline
 from workbench.core.pipeline_results import Converted, OptLevels
+from workbench.core.nodes import NodeRow, NodeStats, node_stats
 from workbench.core.placement import Placement, placement
 from workbench.core.probe import ProbeCase, ProbeReport, probe_shapes
 from workbench.core.quantize import QuantizeResult, quantize_dynamic, to_fp16
-from workbench.core.session import OPT_LEVELS, ProviderFallbackWarning, SessionConfig, load_session, open_session
+from workbench.core.session import ALL_OPT_LEVELS, OPT_LEVELS, ProviderFallbackWarning, SessionConfig, load_session, open_session
 from workbench.core.spec import ExportSpec
 from workbench.core.stages import Stage, StageResult
 from workbench.core.sweep import SweepResult, SweepRow, sweep
@@ -61,8 +62,8 @@ __all__ = [
     # Inspect: what the ONNX file holds
     "ModelSummary", "TensorInfo", "summarize", "op_histogram", "graph_flops", "infer_shapes",
     # Run: ONNX Runtime sessions, placement, IO binding
-    "SessionConfig", "OPT_LEVELS", "ProviderFallbackWarning", "open_session", "load_session",
-    "Placement", "placement", "IOBinder", "bound_session", "cuda_graph_session", "cuda_available",
+    "SessionConfig", "OPT_LEVELS", "ALL_OPT_LEVELS", "ProviderFallbackWarning", "open_session", "load_session",
+    "Placement", "placement", "NodeRow", "NodeStats", "node_stats", "IOBinder", "bound_session", "cuda_graph_session", "cuda_available",
     # Validate: PyTorch vs ONNX Runtime
     "TOLERANCES", "Comparison", "OutputDiff", "compare", "compare_arrays", "ProbeCase", "ProbeReport",
     "probe_shapes", "accuracy_gate",

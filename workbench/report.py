@@ -17,6 +17,7 @@ from workbench.core._format import badge, esc, fmt_time
 from workbench.core.pipeline import STAGES, PipelineRun
 from workbench.core.stages import StageResult
 from workbench.errors import InvalidInputError, brief, describe
+from workbench.viz.nodes import op_time_figure, top_nodes_html
 from workbench.viz.pipeline import figures_for_stage, run_level_figures
 
 _TITLES = {s.name: s.title for s in STAGES}
@@ -110,12 +111,52 @@ def _figures(run: PipelineRun) -> tuple[dict[str, list[tuple[str, go.Figure]] | 
     return out, notes
 
 
-def render_report(run: PipelineRun) -> str:
-    """The report of ``run`` as one HTML document (plotly.js inlined once, if there are figures)."""
+def _exported_file(run: PipelineRun) -> Path | None:
+    try:
+        stage = run.stage("export")
+    except InvalidInputError:
+        return None
+    out = getattr(stage.result, "out", None)
+    return Path(out) if stage.status and out is not None and Path(out).exists() else None
+
+
+def _node_section(run: PipelineRun, inputs: Any, stats: Any) -> tuple[str, bool]:
+    """"Where the time goes": top nodes and time by op type (a static snapshot of the latency overlay).
+
+    ``stats`` (a ``NodeStats``) is shown as given; else, with ``inputs`` and an export that passed,
+    the exported file is profiled here (3 runs, CPU defaults). Returns (html, drew a figure)."""
+    if stats is None:
+        onnx_file = _exported_file(run)
+        if inputs is None or onnx_file is None:
+            return "", False
+        try:
+            from workbench.core.nodes import node_stats
+
+            stats = node_stats(onnx_file, inputs, metrics=("latency", "provider", "precision"), runs=3)
+        except Exception as exc:  # the profile is extra: the rest of the report stands without it
+            return (f"<section id='nodes'><h2>Where the time goes</h2><pre class='error'>could not profile the "
+                    f"exported file: {esc(brief(exc))}</pre></section>"), False
+    try:
+        fig = _figure_html(op_time_figure(stats))
+        table = top_nodes_html(stats, 10, "latency")
+    except Exception as exc:
+        return f"<section id='nodes'><h2>Where the time goes</h2><pre class='error'>{esc(brief(exc))}</pre></section>", False
+    notes = "".join(f"<li>{esc(n)}</li>" for n in stats.notes)
+    return (f"<section id='nodes'><h2>Where the time goes</h2><p class='meta'>{esc(stats._headline())}</p>"
+            f"{table}{fig}{f'<ul class=meta>{notes}</ul>' if notes else ''}</section>"), True
+
+
+def render_report(run: PipelineRun, *, inputs: Any = None, node_stats: Any = None) -> str:
+    """The report of ``run`` as one HTML document (plotly.js inlined once, if there are figures).
+
+    With ``inputs`` (e.g. the case's ``example_inputs``) and an export that passed, or with a
+    ``node_stats`` result, the report adds "Where the time goes": the slowest nodes and time by op type.
+    """
     if not isinstance(run, PipelineRun):
         raise InvalidInputError(f"Expected a PipelineRun from run_pipeline(...), received {describe(run)}.")
     figures, notes = _figures(run)
-    has_figures = any(isinstance(f, list) and f for f in figures.values())
+    nodes_html, node_figure = _node_section(run, inputs, node_stats)
+    has_figures = node_figure or any(isinstance(f, list) and f for f in figures.values())
     verdict = "CANCELLED" if run.cancelled else ("PASS" if run.ok else f"FAIL: {len(run.failed)} stage(s) failed")
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in run.versions.items())
     plotly_js = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if has_figures else ""
@@ -129,19 +170,20 @@ def render_report(run: PipelineRun) -> str:
         f"<h1>{title} {badge(run.ok if not run.cancelled else None, verdict)}</h1>"
         f"<p class='meta'>started {esc(run.started_at)} (UTC), {fmt_time(run.duration_s)}, "
         f"{'quick' if run.quick else 'full'} budget; files in <code>{esc(str(run.work_dir))}</code><br>"
-        f"{versions}</p>{_summary_table(run)}{sections}{notes_html}"
+        f"{versions}</p>{_summary_table(run)}{sections}{nodes_html}{notes_html}"
         "<p class='meta'>Made by onnx-workbench.</p></body></html>"
     )
 
 
-def write_report(run: PipelineRun, out: str | os.PathLike[str]) -> Path:
-    """Write the HTML report of ``run`` to ``out`` (atomically) and return that path."""
+def write_report(run: PipelineRun, out: str | os.PathLike[str], *, inputs: Any = None, node_stats: Any = None) -> Path:
+    """Write the HTML report of ``run`` to ``out`` (atomically) and return that path (``inputs`` and
+    ``node_stats`` as in ``render_report``)."""
     if not isinstance(out, (str, os.PathLike)):
         raise InvalidInputError(f"out must be a str or Path for the .html file, received {describe(out)}.")
     target = Path(out)
     if target.is_dir():
         raise InvalidInputError(f"'{target}' is a folder. Pass a file path such as '{target / 'report.html'}'.")
-    text = render_report(run)
+    text = render_report(run, inputs=inputs, node_stats=node_stats)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:

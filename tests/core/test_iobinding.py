@@ -499,3 +499,23 @@ def test_cuda_graph_replays_with_updated_inputs(mlp_path: Path) -> None:
         binder.bind_inputs((torch.zeros(4, 16, device="cuda"),))
     with pytest.raises(FeedError, match=r"replays fixed shapes"):
         binder.update_inputs((torch.zeros(2, 16),))
+
+
+# What ONNX Runtime 1.32 said on an H200 (benchmarks/gpu/results/gpu_chapter.json, item7_cuda_graph_rules).
+_MEMCPY = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the "
+           "user  as all compute graph nodes have not been partitioned to the CUDAExecutionProvider")
+_CONTROL = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the "
+            "user as the model has control flow nodes which can't be supported by CUDAExecutionProvider")
+
+
+def test_cuda_graph_refusals_say_what_ort_refuses():
+    from workbench.core._binding_checks import cuda_graph_refusal
+    from workbench.errors import ProviderError
+
+    memcpy = cuda_graph_refusal(RuntimeError(_MEMCPY))
+    assert isinstance(memcpy, ProviderError) and "Memcpy" in str(memcpy)
+    assert "Shape subgraphs on the CPU without Memcpy are allowed" in str(memcpy)
+    assert "shape computations" not in str(memcpy)  # the old, wrong reason
+    control = cuda_graph_refusal(RuntimeError(_CONTROL))
+    assert "control flow (If/Loop/Scan)" in str(control) and "Memcpy" not in str(control)
+    assert cuda_graph_refusal(RuntimeError("CUDA out of memory")) is None

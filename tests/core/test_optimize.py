@@ -190,7 +190,7 @@ def test_transformer_use_gpu_without_gpu_warns(mlp_ts: Path, tmp_path: Path) -> 
 
 
 def test_unknown_level_and_model_type(mlp_ts: Path, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match=r"Unknown opt_level 'fast'.*'disable', 'basic', 'extended', 'all'"):
+    with pytest.raises(InvalidInputError, match=r"Unknown opt_level 'fast'.*'disable', 'basic', 'extended', 'layout', 'all'.*'basic' is the level"):
         optimize(mlp_ts, tmp_path / "x.onnx", opt_level="fast")
     with pytest.raises(InvalidInputError, match=r"Unknown model_type 'bertt'.*'bert'"):
         transformer_optimize(mlp_ts, model_type="bertt", out=tmp_path / "x.onnx")

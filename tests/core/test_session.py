@@ -127,3 +127,25 @@ def test_load_session_builds_once_across_threads(export_zoo, monkeypatch):
     for level in ("basic", "extended", "disable"):  # the LRU keeps the last two
         cache.get(path, wb.SessionConfig(opt_level=level))
     assert len(cache) == 2 and cache.builds == 4
+
+
+def test_layout_level_is_ort_enable_layout(export_zoo):
+    assert "layout" not in wb.OPT_LEVELS  # the default sweeps keep their four levels
+    from workbench.core.session import ALL_OPT_LEVELS
+
+    assert ALL_OPT_LEVELS == ("disable", "basic", "extended", "layout", "all")
+    so = session_options(wb.SessionConfig(opt_level="layout"))
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
+    wb.open_session(export_zoo("mlp").out, wb.SessionConfig(opt_level="layout"))
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'TensorrtExecutionProvider'")
+def test_a_provider_dropped_while_building_the_session_warns(export_zoo, monkeypatch):
+    # ONNX Runtime drops an available provider that fails to start (TensorRT without its libraries, CUDA
+    # options it refuses) without an exception; the session then lacks it in get_providers().
+    monkeypatch.setattr("workbench.core.session.ort.get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    config = wb.SessionConfig(providers=("TensorrtExecutionProvider", "CPUExecutionProvider"))
+    with pytest.warns(wb.ProviderFallbackWarning, match="TensorrtExecutionProvider was requested.*runs on CPUExecutionProvider"):
+        session = wb.open_session(export_zoo("mlp").out, config)
+    assert session.get_providers() == ["CPUExecutionProvider"]

@@ -14,7 +14,7 @@ from torch import nn
 
 import workbench as wb
 from workbench.doctor import layerwise
-from workbench.doctor.divergence import node_scopes, value_scopes
+from workbench.core.divergence import node_scopes, value_scopes
 
 
 class Block(nn.Module):
@@ -95,3 +95,10 @@ def test_edited_graph_diverges_at_the_edited_node(exported, tmp_path):
     assert div.node_errors["/b1/act/Relu"] < 1e-6 and div.node_errors["/b2/lin/Gemm"] > 0.01
     assert "first divergent node '/b2/lin/Gemm'" in repr(div) and "DIVERGES" in div._repr_html_()
     assert np.isfinite(div.first.max_rel)
+
+
+def test_doctor_reexports_the_core_divergence():
+    import workbench.core.divergence as core_div
+    import workbench.doctor.divergence as doctor_div
+
+    assert doctor_div.layerwise is core_div.layerwise and doctor_div.Divergence is core_div.Divergence

@@ -86,3 +86,34 @@ def test_show_warnings_prints_warnings_and_c_output_as_plain_stdout(capfd):
     seen = capfd.readouterr()
     assert seen.err == ""
     assert "UserWarning: a provider is missing" in seen.out and "from C" in seen.out
+
+
+def test_usable_cpus_follow_the_cgroup_quota_and_affinity(tmp_path):
+    quota = tmp_path / "cpu.max"
+    quota.write_text("100000 100000\n")  # docker --cpus=1
+    found = tutorial.cpus(str(quota))
+    assert found["cgroup quota"] == 1.0 and found["usable"] == 1  # not os.cpu_count()
+    quota.write_text("max 100000\n")
+    free = tutorial.cpus(str(quota))
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert free["cgroup quota"] is None and free["usable"] == expected
+    assert tutorial.cpus(str(tmp_path / "missing"))["usable"] == expected
+    assert 1 <= tutorial.usable_cpus() <= (os.cpu_count() or 1)
+
+
+def test_eager_fast_path_names_the_fused_operators():
+    import workbench as wb
+
+    case = wb.zoo.get("text_classifier", smoke=True)
+    assert tutorial.eager_fast_path(case.model, case.example_inputs) == list(tutorial.FAST_PATH_OPS)
+    mlp = wb.zoo.get("mlp", smoke=True)
+    assert tutorial.eager_fast_path(mlp.model, mlp.example_inputs) == []
+
+
+def test_int8_reduce_range_reports_the_quantizers_choice(monkeypatch):
+    monkeypatch.setattr("workbench.core.quantize._cpu_has_vnni", lambda: False)
+    monkeypatch.setattr("workbench.core.quantize.platform.machine", lambda: "x86_64", raising=False)
+    choice = tutorial.int8_reduce_range()
+    assert choice["reduce_range"] is True and "lacks VNNI" in choice["note"]
+    monkeypatch.setattr("workbench.core.quantize._cpu_has_vnni", lambda: True)
+    assert tutorial.int8_reduce_range() == {"reduce_range": False, "note": None}

@@ -10,7 +10,7 @@ from _data import comparison
 from workbench import viz
 from workbench.core.compare import Comparison, compare_arrays
 from workbench.viz._common import count_axis
-from workbench.viz.compare import BOUNDS, FAILS, WITHIN_ATOL, WITHIN_RTOL, bounds
+from workbench.viz.compare import BOUNDS, FAILS, WITHIN_ATOL, WITHIN_RTOL, bounds, decade_step
 from workbench.errors import InvalidInputError
 
 
@@ -53,7 +53,9 @@ def test_error_histogram_counts_every_finite_error_on_a_log_axis():
 def test_error_histogram_marks_atol_only_inside_the_range():
     exact = compare_arrays([np.ones(10, np.float32)], [np.ones(10, np.float32) + 1e-8], tolerance="fp32")
     fig = viz.error_histogram(exact)
-    assert not fig.layout.shapes and "below atol" in fig.layout.annotations[0].text
+    assert not fig.layout.shapes and not fig.layout.annotations  # no note over the plot (it covered the top tick)
+    subtitle = fig.layout.title.subtitle.text
+    assert "every error within atol" in subtitle and "(largest 0 &lt; atol 1e-05)" in subtitle
     loose = compare_arrays([np.zeros(10, np.float32)], [np.full(10, 1e-3, np.float32)], tolerance="fp32")
     fig = viz.error_histogram(loose)
     assert fig.layout.shapes[0].x0 == pytest.approx(loose.atol)
@@ -74,6 +76,15 @@ def test_error_bars_show_the_worst_per_output_and_the_tolerance_lines():
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
     titles = [a.text for a in fig.layout.annotations]  # the tolerances are said where plotly cannot misplace
     assert f"atol {c.atol:g}" in titles[0] and f"rtol {c.rtol:g}" in titles[1]  # them (a log axis' annotations)
+
+
+def test_error_bars_label_powers_of_ten_only():
+    """Plotly labels 2 and 5 between the decades of a short log axis, crowding a narrow panel."""
+    fig = viz.error_bars(comparison(n=500, samples=3))
+    for axis in (fig.layout.yaxis, fig.layout.yaxis2):
+        low, high = axis.range
+        assert isinstance(axis.dtick, int) and axis.dtick >= 1 and (high - low) / axis.dtick <= 6
+    assert decade_step([-12.5, 0.3]) == 3 and decade_step([-7.5, -4.7]) == 1 and decade_step(None) == 1
 
 
 def _small_values_within_atol() -> Comparison:

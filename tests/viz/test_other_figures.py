@@ -17,6 +17,7 @@ def test_op_histogram_of_a_summary_is_one_series_largest_first():
     fig = viz.op_histogram_figure(model_summary())
     assert len(fig.data) == 1
     assert list(fig.data[0].y) == ["Relu", "Add"] and list(fig.data[0].x) == [2, 1]
+    assert fig.layout.title.subtitle.text.startswith("3 nodes in 2 op types")
 
 
 def test_op_histogram_before_after_and_top():
@@ -28,6 +29,10 @@ def test_op_histogram_before_after_and_top():
     assert list(before.x) == [6, 4, 0] and list(after.x) == [2, 2, 2]
     assert "the 3 most frequent of 6 op types" in fig.layout.title.subtitle.text
     assert fig.layout.xaxis.tickformat == "d" and fig.layout.xaxis.dtick == 1  # counts: never a tick at 1.5
+    # Narrow (the Graph tab at 1000 px): each bar carries its count, so no colliding x tick labels,
+    # and a count past the longest bar spills into the margin instead of being cut.
+    assert fig.layout.xaxis.showticklabels is False and all(t.cliponaxis is False for t in fig.data)
+    assert list(before.text) == ["6", "4", "0"] and fig.layout.xaxis.range[1] > 6
     assert len(viz.op_histogram_figure(Counter({"Relu": 3})).data) == 1
     with pytest.raises(InvalidInputError, match="op counters"):
         viz.op_histogram_figure("model.onnx")

@@ -86,3 +86,29 @@ def test_traits_and_their_controls_follow_each_other(mlp: wb.ModelCase, mlp_spec
     finally:
         assert bench.wait(WAIT_S)
         bench.close()
+
+
+def test_the_graph_overlay_follows_the_toggles_and_the_export(mlp: wb.ModelCase, mlp_spec: wb.ExportSpec,
+                                                             tmp_path: Path) -> None:
+    """Issue 12: the Graph tab's overlay is measured at the export's inputs under the toggles' config,
+    against the model (for the error), and measured again when the config or the file changes."""
+    bench = Workbench(mlp.model, mlp.example_inputs, spec=mlp_spec, out=tmp_path / "mlp.onnx")
+    try:
+        assert bench.graph.model is mlp.model and bench.graph.inputs is bench.export.example_inputs
+        bench.export.export()
+        assert bench.export.wait(WAIT_S) and bench.export.state == "done", bench.export.error
+        bench.graph.overlay = "latency"
+        assert bench.wait(WAIT_S) and bench.graph.stats is not None and bench.graph.node_table.rows
+        first = bench.graph.stats
+        bench.toggles.opt_level.value = "disable"
+        assert bench.graph.config == bench.toggles.config and bench.graph.config.opt_level == "disable"
+        assert bench.wait(WAIT_S) and bench.graph.stats is not first and "disable" in bench.graph.stats.config
+        second = bench.graph.stats
+        bench.export.opset.value = 16
+        bench.export.export()  # a new file at the same path: measured again
+        assert bench.export.wait(WAIT_S) and bench.wait(WAIT_S)
+        assert bench.graph.stats is not None and bench.graph.stats is not second
+        bench.graph.overlay = "error"  # the dashboard has the model: the error is measured
+        assert bench.wait(WAIT_S) and "error" not in bench.graph.stats.skipped
+    finally:
+        bench.close()

@@ -20,6 +20,8 @@ from workbench.doctor import Finding
 from workbench.widgets import ExportForm
 from workbench.widgets._shapes import probe_finding
 from workbench.zoo.broken import baked_reshape
+from workbench.errors import ExportError
+from workbench.widgets.axes import AxesEditor
 
 
 class Unexportable(nn.Module):
@@ -313,3 +315,22 @@ def test_spec_and_fields_follow_each_other(mlp: wb.ModelCase) -> None:
     assert form.opset.value == 18 and form.spec.exporter == "dynamo" and form.spec.opset == 18
     form.axes.row("scores").name.value = ""  # half-typed: the spec keeps its last valid state
     assert form.spec.output_names == ("scores",)
+
+
+def test_export_warnings_open_on_a_click_and_probe_problems_are_cut_at_a_word() -> None:
+    from workbench.widgets._shapes import probe_html
+    from workbench.widgets.export_form import failure_details
+
+    exc = ExportError("export failed", stage="export",
+                      warnings=["TracerWarning: <b>converting</b> a tensor", "UserWarning: second"])
+    html = failure_details(exc, None)
+    assert "2 warnings</summary>" in html and "warning(s)" not in html and "&lt;b&gt;converting" in html
+    assert failure_details(ExportError("no warnings", stage="export"), None) == ""
+    long = RuntimeError("IndexError: index out of range in self " + "with a long explanation " * 20)
+    shown = probe_html(None, None, long)
+    assert "full text" in shown and "\u2026" in shown and "index out of range" in shown
+
+
+def test_the_axes_note_wraps_at_normal_line_spacing() -> None:
+    editor = AxesEditor([("x", (2, 3))], [], {})
+    assert "line-height: 1.4" in editor.note.value and "wb-axes-note" in editor.note.value

@@ -46,7 +46,11 @@ def test_figures_show_the_comparison(mlp: wb.ModelCase, mlp_onnx: Path, mlp_spec
     assert set(diff.timings) == {"wait", "inputs", "session", "compare", "figures", "send", "total"}
     status = diff.status.value  # what the user needs first; the timings folded
     assert "on inputs [2, 16] at fp32: pass." in status
-    assert status.index("timings</summary>") < status.index("session 0.")
+    assert "wb-timings" in status and status.index("</summary>") < status.index(">session<")
+    table = diff.verdict.value.split("<table")[1]  # compact: numbers never wrap inside, the table scrolls
+    assert "white-space: nowrap" in table and "overflow-x: auto" in diff.verdict.value
+    assert f"{comparison.max_abs:.2e}" in table or f"{comparison.max_abs:.3g}" in table
+    assert ">max abs<" in table and ">sample<" not in table  # one sample: no sample column
 
 
 def test_a_config_change_redraws(mlp: wb.ModelCase, mlp_onnx: Path, mlp_spec: wb.ExportSpec) -> None:

@@ -501,6 +501,22 @@ def test_through_jupyter_server_proxy(mlp_onnx: Path, tmp_path: Path) -> None:
             assert b"workbench-offline.js" in body
             assert f"script-src http://hub.example.org{path};" in response.headers["Content-Security-Policy"]
             assert _request(server, headers={"Host": f"hub.example.org:{server.port}"})[0] == 403
+            # issue 12: the overlay the page polls, and the node picks it reports, go the same way
+            server.channel.set_overlay({"metric": "latency", "kind": "sequential", "unit": "ms",
+                                        "nodes": {"n": {"value": 1.0, "label": "1 ms", "title": "n"}}})
+            picks: list[str] = []
+            server.channel.on_pick = picks.append
+            for rest in ("wb-overlay.json", "wb-pick?name=n"):
+                connection = http.client.HTTPConnection("127.0.0.1", jupyter.port, timeout=20)
+                connection.request("GET", f"{path}{rest}{'&' if '?' in rest else '?'}token={jupyter.token}",
+                                   headers={"Host": "hub.example.org"})
+                response = connection.getresponse()
+                body = response.read()
+                connection.close()
+                assert response.status in (200, 204), (rest, response.status, body[:300])
+                if rest == "wb-overlay.json":
+                    assert json.loads(body)["overlay"]["nodes"]["n"]["value"] == 1.0
+            assert picks == ["n"]
     finally:
         jupyter.stop()
 
@@ -553,3 +569,58 @@ def _start_jupyter(tmp_path: Path) -> _Jupyter:
         jupyter.stop()
         raise AssertionError(f"jupyter server did not answer:\n{jupyter.log_tail()}")
     return jupyter
+
+
+# -- issue 12: the overlay channel (numbers on Netron's drawing) ------------------------------------
+
+def test_the_page_loads_the_overlay_script_from_its_own_folder(mlp_onnx: Path) -> None:
+    page = render_index("m.onnx")
+    assert page.index('src="workbench-offline.js"') < page.index('src="workbench-overlay.js"')
+    script = (Path(__file__).parents[2] / "workbench/widgets/netron/overlay.js").read_text()
+    assert "innerHTML" not in script and "eval(" not in script  # model strings only as text
+    assert "'node-name-'" in script and "MutationObserver" in script and "wb-overlay.json" in script
+    with NetronServer(mlp_onnx) as server:
+        status, body, headers = _get(server.url + "workbench-overlay.js")
+        assert status == 200 and body == script.encode() and headers["Content-Type"] == "text/javascript"
+        assert f"script-src {server.url};" in headers["Content-Security-Policy"]  # its own folder only
+        status, body, _ = _get(server.url + "wb-overlay.json")
+        assert status == 200 and json.loads(body) == {"revision": 0, "overlay": None, "select": None}
+
+
+def test_the_overlay_channel_paints_serves_and_reports_picks(mlp_onnx: Path) -> None:
+    from workbench.widgets.netron.overlay import CATEGORICAL, SEQUENTIAL, paint
+
+    view = NetronView(mlp_onnx)
+    try:
+        overlay = {"metric": "error", "kind": "sequential", "unit": "rel", "nodes": {
+            "a": {"value": 1e-7, "label": "1e-07", "title": "a (MatMul)\nmodule: fc1"},
+            "b": {"value": 1e-2, "label": "0.01", "title": "b"}, "c": {"value": float("nan")}},
+            "legend": {"min": 1e-7, "max": 1e-2, "scale": "log"}}
+        revision = view.set_overlay(overlay)
+        status, body, _ = _get(view.server.url + "wb-overlay.json")
+        state = json.loads(body)  # valid JSON: the NaN became null
+        assert state["revision"] == revision and state["overlay"]["nodes"]["c"]["value"] is None
+        # the page polls with the revision it has: nothing new is a few bytes
+        assert json.loads(_get(view.server.url + f"wb-overlay.json?since={revision}")[1]) == {"revision": revision}
+        nodes = state["overlay"]["nodes"]
+        assert (nodes["a"]["color"], nodes["b"]["color"]) == (SEQUENTIAL[0], SEQUENTIAL[-1])
+        assert "log scale" in state["overlay"]["scale"][-1]["label"]
+        view.select_node("b")
+        assert json.loads(_get(view.server.url + "wb-overlay.json")[1])["select"] == {"name": "b", "seq": 1}
+        status, _, _ = _get(view.server.url + "wb-pick?name=" + urllib.parse.quote("a/b c"))
+        assert status == 204 and view.picked_node == "a/b c"
+        view.set_overlay(None)
+        assert json.loads(_get(view.server.url + "wb-overlay.json")[1])["overlay"] is None
+    finally:
+        view.close()
+    categorical = paint({"metric": "precision", "kind": "categorical", "unit": "", "nodes": {
+        "q": {"value": "int8"}, "f": {"value": "fp32"}, "h": {"value": "bf16"}},
+        "legend": {"categories": [{"name": "fp32", "color": "#4C78A8", "count": 1},
+                                  {"name": "int8", "color": "#E45756", "count": 1}]}})
+    assert categorical["nodes"]["q"]["color"] == "#E45756" and categorical["nodes"]["f"]["color"] == "#4C78A8"
+    assert categorical["nodes"]["h"]["color"] in CATEGORICAL  # a category core gave no colour for
+    assert [s["label"] for s in categorical["scale"]] == ["fp32 (1)", "int8 (1)", "bf16 (1)"]
+    # a linear suggestion, but one node 1000x slower than the rest: log, or every other node looks the same
+    latency = paint({"metric": "latency", "kind": "sequential", "unit": "ms", "legend": {"scale": "linear"},
+                     "nodes": {"slow": {"value": 20.0}, "x": {"value": 0.02}, "y": {"value": 0.2}}})
+    assert len({n["color"] for n in latency["nodes"].values()}) == 3

@@ -186,8 +186,9 @@ def test_the_fields_and_the_grid_traits_follow_each_other(mlp: wb.ModelCase, mlp
                                                           mlp_spec: wb.ExportSpec) -> None:
     sweep = _sweep(mlp, mlp_onnx, mlp_spec)
     assert not sweep.batch_field.continuous_update  # read on Enter or leaving the field, not on each key
-    sweep.batch_field.value = "4; 1"  # a person types into the field
-    assert sweep.batch_sizes == [4, 1] and sweep.batch_field.value == "4, 1"
+    assert not sweep.seq_field.continuous_update
+    sweep.batch_field.value = "4; 1"  # a person types into the field: kept as typed (no echo back)
+    assert sweep.batch_sizes == [4, 1] and sweep.batch_field.value == "4; 1"
     sweep.seq_field.value = "8, 16"
     assert sweep.seq_lens == [8, 16]
     sweep.batch_field.value = "4, x"  # unreadable: said at once, the trait keeps its value
@@ -211,3 +212,22 @@ def test_the_table_is_in_milliseconds_and_a_failure_is_cut_at_a_word() -> None:
     shown = html.split("failed: ")[1].split("<details")[0]
     assert shown.endswith("\u2026") and shown[:-1].split()[-1] in cause.split()  # cut after a whole word
     assert "<details" in html and cause.strip() in html  # the full text a click away
+
+
+def test_an_edit_of_one_field_never_rewrites_the_other(mlp: wb.ModelCase, mlp_onnx: Path,
+                                                       mlp_spec: wb.ExportSpec) -> None:
+    """The browser race: batch "1, 4" + Enter, seq "8, 24" + Enter, Run. The batch edit rewrote
+    BOTH fields, so the seq field's edit still on its way was overwritten with the old grid."""
+    sweep = _sweep(mlp, mlp_onnx, mlp_spec)
+    sweep.seq_lens = [8, 16]
+    writes: dict[str, list[str]] = {"batch": [], "seq": []}
+    sweep.batch_field.observe(lambda c: writes["batch"].append(c["new"]), names="value")
+    sweep.seq_field.observe(lambda c: writes["seq"].append(c["new"]), names="value")
+    sweep.batch_field.value = "1, 4"
+    assert sweep.batch_sizes == [1, 4] and writes == {"batch": ["1, 4"], "seq": []}
+    sweep.seq_field.value = "8, 24"
+    assert sweep.seq_lens == [8, 24] and writes == {"batch": ["1, 4"], "seq": ["8, 24"]}
+    sweep.batch_sizes = [2, 3]  # from Python: only its own field moves
+    assert writes == {"batch": ["1, 4", "2, 3"], "seq": ["8, 24"]}
+    sweep.seq_lens = [8, 24]  # unchanged: nothing is written
+    assert writes["seq"] == ["8, 24"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipywidgets as widgets
 import onnxruntime as ort
 
 import workbench as wb
@@ -77,3 +78,25 @@ def test_no_button_label_is_cut_off() -> None:
     for buttons in (toggles.opt_level, toggles.execution_mode):
         width = int(buttons.style.button_width.removesuffix("px"))
         assert all(8 * len(label) + 24 <= width for label in buttons.options), (buttons.options, width)
+
+
+def test_thread_labels_stay_whole_beside_their_fields() -> None:
+    """At 1000 px the "intra-op" label was shrunk under its input: each label and field are one
+    unit that a narrow row wraps whole, never shrinks."""
+    toggles = SessionToggles()
+    pairs = [box for box in _walk(toggles) if isinstance(box, widgets.HBox)
+             and any(child is toggles.intra_op_threads or child is toggles.inter_op_threads for child in box.children)]
+    assert len(pairs) == 2
+    for pair in pairs:
+        label, field = pair.children
+        assert pair.layout.flex == "0 0 auto" and label.layout.flex == "0 0 auto" and field.layout.flex == "0 0 auto"
+        assert "white-space: nowrap" in label.value
+    row = next(box for box in _walk(toggles) if isinstance(box, widgets.HBox) and pairs[0] in box.children)
+    assert row.layout.flex_flow == "row wrap"
+
+
+def _walk(widget: widgets.Widget) -> list[widgets.Widget]:
+    found = [widget]
+    for child in getattr(widget, "children", ()):
+        found += _walk(child)
+    return found

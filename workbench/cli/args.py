@@ -14,7 +14,7 @@ from workbench.core.spec import ExportSpec
 from workbench.core.tolerance import TOLERANCES, Tolerance
 from workbench.errors import InvalidInputError
 
-#: The dynamo exporter writes opset 18 or newer.
+#: The opset the dynamo exporter translates at; lower ones are converted down after the export.
 DYNAMO_MIN_OPSET = 18
 
 
@@ -73,7 +73,7 @@ def _in_shared_temp(path: Path) -> bool:
 def add_spec(p: argparse.ArgumentParser) -> None:
     """--exporter, --opset, --dynamic: changes to the model case's export spec."""
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), help="default: the model's spec (dynamo)")
-    p.add_argument("--opset", type=positive_int, help=f"ONNX opset (dynamo: {DYNAMO_MIN_OPSET} or newer)")
+    p.add_argument("--opset", type=positive_int, help=f"ONNX opset (dynamo translates at {DYNAMO_MIN_OPSET} and converts lower ones down)")
     p.add_argument("--dynamic", nargs="+", action="extend", metavar="NAME:DIM:SYMBOL", default=None,
                    help="dynamic axes replacing the spec's, e.g. input_ids:0:batch input_ids:1:seq")
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"[{time.perf_counter() - start:6.1f}s] {stage}: {message}")
 
     result = run_pipeline(case, args.work_dir, quick=args.quick, progress=progress, skip=args.skip)
-    report = write_report(result, args.out or Path(args.work_dir) / "report.html")
+    report = write_report(result, args.out or Path(args.work_dir) / "report.html", inputs=case.example_inputs)
     print(repr(result))
     print(f"report: {report.resolve()}")
     return exit_code(result.ok)

@@ -253,3 +253,26 @@ def check_session_on(session: ort.InferenceSession, device: Device) -> None:
             f"device {str(device)!r} asked, but the session's {CUDA_EP} runs on device_id {session_device}. "
             f"Bind with device='cuda:{session_device}', or build the session with device_id '{device.index}'."
         )
+
+
+def cuda_graph_refusal(exc: BaseException) -> ProviderError | None:
+    """``ProviderError`` saying why ONNX Runtime refused CUDA graph capture, or None for another error.
+
+    What ONNX Runtime 1.32 refuses (checked on an H200, benchmarks/gpu/README.md): a compute node on
+    another provider, which brings Memcpy nodes ("all compute graph nodes have not been partitioned"),
+    and control flow (If/Loop/Scan). Shape subgraphs left on the CPU without Memcpy nodes are allowed;
+    ONNX Runtime only logs a caution, since a replay assumes the same shapes as the capture.
+    """
+    text = str(exc).strip()
+    if "graph capture" not in text.lower():
+        return None
+    if "control flow" in text.lower():
+        why = ("The model has control flow (If/Loop/Scan), which CUDA graphs cannot hold. Export without "
+               "data-dependent branches or loops (e.g. torch.cond), or run without cuda_graph.")
+    else:
+        why = ("A compute node runs on another provider (usually the CPU, for an op without a CUDA kernel), "
+               "which puts Memcpy nodes in the graph. Shape subgraphs on the CPU without Memcpy are allowed; "
+               "a compute op is not. Find it in the session's node placement (log_severity_level=1 prints "
+               "'Node placements'), and replace it or give it a CUDA kernel.")
+    return ProviderError(f"ONNX Runtime refused CUDA graph capture for this model: {text} {why} Use "
+                         "bound_session(..., cuda_graph=False) for plain IO binding on CUDA.")

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from torch import nn
 
-from workbench.core._format import badge, esc, fmt_num, html_table, text_table
+from workbench.core._format import badge, esc, fmt_num, text_table
 from workbench.core._io import OnnxModel
 from workbench.core.feeds import as_samples, build_feed, run_torch, to_numpy
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module
@@ -213,9 +213,29 @@ class Comparison:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        samples = f"{self.samples} samples" if self.samples != 1 else "1 sample"
         title = (f"<b>Comparison</b> {badge(self.ok)} at {esc(self.tolerance)} (rtol={self.rtol:g}, atol={self.atol:g}), "
-                 f"{self.samples} sample(s)")
-        return f"<div>{title}{html_table(self._HEADERS, self._rows())}</div>"
+                 f"{samples}")
+        return f"<div class='wb-comparison'>{title}{self._html_table()}</div>"
+
+    def _html_table(self) -> str:
+        """The outputs as a compact table: short headers, numbers to 3 digits that never wrap inside
+        (``white-space: nowrap``), the sample column only for several samples; it scrolls sideways
+        in a narrow panel instead of squeezing its columns."""
+        several = self.samples > 1
+        heads = (["sample"] if several else []) + ["output", "shape", "max abs", "max rel", "mean abs",
+                                                    "mismatches", "verdict"]
+        rows = []
+        for o in self.outputs:
+            mismatches = f"{o.mismatches:,} ({o.mismatch_pct:.2g}%)" if o.mismatches else "0"
+            cells = ([str(o.sample)] if several else []) + [
+                esc(o.name), esc(str(list(o.shape))), _compact(o.max_abs), _compact(o.max_rel), _compact(o.mean_abs),
+                mismatches, "ok" if o.ok else "<b style='color:#cf222e'>FAIL</b>"]
+            rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
+        head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in heads)
+        return (f"<div style='overflow-x: auto; max-width: 100%;'><table class='wb-table wb-comparison-table' "
+                f"style='white-space: nowrap;'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+                f"</table></div>")
 
     def text_table(self) -> str:
         return text_table(self._HEADERS, self._rows())
@@ -237,6 +257,18 @@ class Comparison:
             if self.at(pair).ok:
                 return name
         return None
+
+
+_CELL = "white-space: nowrap; padding: 2px 6px; text-align: right;"
+
+
+def _compact(x: float) -> str:
+    """A number in at most ~8 characters: ``1.19e-07``, ``0.0123``, ``2.5``, ``inf``."""
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")) or x == 0:
+        return "0" if x == 0 else ("inf" if x > 0 else "-inf")
+    return f"{x:.2e}" if abs(x) >= 1e4 or abs(x) < 1e-3 else f"{x:.3g}"
 
 
 def _output_lists(expected: Mapping[str, Any] | Sequence[Any], actual: Mapping[str, Any] | Sequence[Any],

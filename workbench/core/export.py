@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,8 +23,13 @@ import torch
 from torch import nn
 
 from workbench.core import _export_files as files
+from workbench.core._export_notes import QUIET_LOGS as _QUIET_LOGS
+from workbench.core._export_notes import first_lines as _first_lines
+from workbench.core._export_notes import opset_warnings
+from workbench.core._export_notes import printed_warnings as _printed_warnings
+from workbench.core._export_notes import unique_warnings as _unique_warnings
 from workbench.core._format import badge, esc, fmt_time, html_table
-from workbench.core._locks import TORCH_LOCK, SharedOverride
+from workbench.core._locks import TORCH_LOCK
 from workbench.core._warn_capture import capture_warnings
 from workbench.core.capture import CAPTURE_LOCK, captured_output
 from workbench.core.feeds import flatten_outputs
@@ -35,10 +38,6 @@ from workbench.core.graph import ModelSummary, summarize
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module, forward_arity
 from workbench.core.spec import ExportSpec
 from workbench.errors import ExportError, InvalidInputError, SpecError
-
-# Warnings torch raises about its own internals, not about the user's model.
-_INTERNAL_NOISE = ("torchvision", "LeafSpec", "legacy TorchScript-based ONNX export",
-                   "The feature will be removed. Please remove usage of this function")
 
 
 @dataclass
@@ -345,6 +344,7 @@ def _export_atomically(model: nn.Module, inputs: tuple[torch.Tensor, ...], targe
         if not staged.exists():
             raise ExportError(f"The {spec.exporter} exporter returned without writing {staged.name}.",
                               stage="save", warnings=captured)
+        captured += [w for w in opset_warnings(staged, spec) if w not in captured]
         files.finish(staged, target.name, spec)
         duration = time.perf_counter() - start
         data = files.place(staged, target, folder)
@@ -356,43 +356,4 @@ def _export_atomically(model: nn.Module, inputs: tuple[torch.Tensor, ...], targe
     return result
 
 
-def _first_lines(text: str, n: int = 6) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return "\n".join(lines[:n]) + (" [...]" if len(lines) > n else "")
-
-
-def _unique_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
-    seen: list[str] = []
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in seen and not any(noise in text for noise in _INTERNAL_NOISE):
-            seen.append(text)
-    return seen
-
-
-_PRINTED_WARNING = re.compile(r"^\[W\b|\bwarning\b", re.IGNORECASE)
 _MAX_PRINTED = 20_000
-
-
-def _printed_warnings(text: str, limit: int = 20) -> list[str]:
-    """The warnings torch's C++ code printed (``[W shape_type_inference.cpp:...] Warning: ...``)."""
-    seen: list[str] = []
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if line and _PRINTED_WARNING.search(line) and line not in seen \
-                and not any(noise in line for noise in _INTERNAL_NOISE):
-            seen.append(line[:500])
-    return seen[:limit]
-
-
-_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx.experimental.symbolic_shapes", "onnxscript")
-
-
-def _set_levels(levels: int | dict[str, int]) -> None:
-    for name in _LOGGERS:
-        logging.getLogger(name).setLevel(levels[name] if isinstance(levels, dict) else levels)
-
-
-#: Silences torch.onnx's chatty loggers (e.g. 'torchvision is not installed') during exports; the first
-#: export to start saves the levels, the last one to finish restores them.
-_QUIET_LOGS = SharedOverride(lambda: {n: logging.getLogger(n).level for n in _LOGGERS}, _set_levels)

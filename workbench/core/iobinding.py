@@ -28,6 +28,7 @@ from workbench.core._binding_checks import (
     Inputs,
     check_value,
     cuda_available,
+    cuda_graph_refusal,
     graph_capture_enabled,
     parse_device,
     require_cuda,
@@ -77,12 +78,9 @@ def _open(onnx_model: OnnxModel, config: SessionConfig, cuda_graph: bool) -> ort
     try:
         return open_session(onnx_model, config)
     except Exception as exc:
-        if cuda_graph and "graph capture" in str(exc).lower():
-            raise ProviderError(
-                f"ONNX Runtime refused CUDA graph capture for this model: {str(exc).strip()} CUDA graphs need "
-                "every compute node on the CUDA provider and no control flow (If/Loop/Scan). Use "
-                "bound_session(..., cuda_graph=False) for plain IO binding on CUDA."
-            ) from exc
+        refusal = cuda_graph_refusal(exc) if cuda_graph else None
+        if refusal is not None:
+            raise refusal from exc
         raise
 
 

@@ -23,7 +23,7 @@ from workbench.core._files import HISTOGRAM_HEADERS, OpCounts, atomic_output, ex
 from workbench.core._format import esc, fmt_bytes, html_table
 from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
 from workbench.core.graph import op_histogram
-from workbench.core.session import OPT_LEVELS, OptLevel, SessionConfig, open_session
+from workbench.core.session import ALL_OPT_LEVELS, OPT_LEVELS, OptLevel, SessionConfig, open_session
 from workbench.errors import InvalidInputError, WorkbenchError
 
 __all__ = ["OptimizeResult", "check_level", "optimize", "optimize_levels"]
@@ -32,9 +32,9 @@ _NCHWC_DOMAIN = "com.microsoft.nchwc"
 _PROTOBUF_LIMIT = 2**31 - 2**20  # a serialized ModelProto must stay under 2 GiB
 
 HARDWARE_NOTE = (
-    "level 'all' adds layout optimizations (NCHWc) chosen for this CPU's vector width; the saved "
-    "graph may hold com.microsoft.nchwc ops and is meant to run only on the same kind of hardware. "
-    "Save at 'extended' for a portable optimized graph."
+    "levels 'layout' and 'all' add layout optimizations (NCHWc) chosen for this CPU's vector width; the "
+    "saved graph may hold com.microsoft.nchwc ops and is meant to run only on the same kind of hardware. "
+    "'extended' writes com.microsoft fused ops for the session's provider; save at 'basic' for a portable graph."
 )
 
 
@@ -87,11 +87,11 @@ class OptimizeResult(OpCounts):
 
 
 def check_level(opt_level: Any) -> OptLevel:
-    """Raise ``InvalidInputError`` unless ``opt_level`` is one of ``OPT_LEVELS``."""
-    if not isinstance(opt_level, str) or opt_level not in OPT_LEVELS:
+    """Raise ``InvalidInputError`` unless ``opt_level`` is one of ``ALL_OPT_LEVELS``."""
+    if not isinstance(opt_level, str) or opt_level not in ALL_OPT_LEVELS:
         raise InvalidInputError(
-            f"Unknown opt_level {opt_level!r}. Use one of {list(OPT_LEVELS)} "
-            "('all' is ONNX Runtime's default; 'extended' is the highest portable level)."
+            f"Unknown opt_level {opt_level!r}. Use one of {list(ALL_OPT_LEVELS)} "
+            "('all' is ONNX Runtime's default; 'basic' is the level whose saved file any ONNX runtime can run)."
         )
     return opt_level  # type: ignore[return-value]
 
@@ -105,10 +105,10 @@ def optimize(
 ) -> OptimizeResult:
     """Let ONNX Runtime optimize ``onnx_model`` (a path) at ``opt_level`` and save the graph it would run.
 
-    ``opt_level`` is one of 'disable', 'basic', 'extended', 'all'. The graph is saved through
+    ``opt_level`` is one of 'disable', 'basic', 'extended', 'layout', 'all'. The graph is saved through
     ``SessionOptions.optimized_model_filepath`` to ``out`` (default ``<stem>.opt-<opt_level>.onnx``
-    beside the input). Level 'all' may add NCHWc layout ops specific to this CPU: such a graph
-    should only be run on the same kind of hardware (use 'extended' for a portable file).
+    beside the input). 'extended' writes com.microsoft fused ops chosen for the session's provider and
+    'layout'/'all' may add NCHWc layout ops specific to this CPU: use 'basic' for a portable file.
     Optimizations depend on the providers too; the default is the CPU provider.
     """
     level = check_level(opt_level)

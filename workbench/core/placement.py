@@ -81,13 +81,7 @@ def placement(onnx_model: OnnxModel, inputs: Any, *, config: SessionConfig | Non
     feed = build_feed(session, inputs)
     with run_errors(session, feed):
         session.run(None, feed)
-    profile = session.end_profiling()
-    try:
-        with open(profile) as fh:
-            events = json.load(fh)
-    finally:
-        _remove_profile(Path(profile))
-    nodes = parse_profile(events)
+    nodes = parse_profile(read_profile(session))
     memcpy = [n.node for n in nodes if n.op_type.startswith("Memcpy")]
     return Placement(nodes, list(config.providers), list(session.get_providers()), memcpy)
 
@@ -106,6 +100,47 @@ def parse_profile(events: list[dict[str, Any]]) -> list[NodePlacement]:
         if name not in seen:
             seen[name] = NodePlacement(name, str(args.get("op_name", "")), str(args["provider"]))
     return list(seen.values())
+
+
+def read_profile(session: Any) -> list[dict[str, Any]]:
+    """End ``session``'s profiling, read its events and delete the file (and its private folder)."""
+    profile = session.end_profiling()
+    try:
+        with open(profile) as fh:
+            return list(json.load(fh))
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _node_name(event: dict[str, Any]) -> str | None:
+    """The node name of a ``_kernel_time`` node event, else None."""
+    name = str(event.get("name", ""))
+    if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+        return None
+    return name[: -len("_kernel_time")]
+
+
+def node_durations(events: list[dict[str, Any]], *, skip_runs: int = 0) -> tuple[dict[str, list[float]], int]:
+    """Node name -> kernel time in microseconds per profiled run, and the number of runs kept.
+
+    Node events are assigned to the ``model_run`` whose time window holds them; the first
+    ``skip_runs`` runs (warm-up) are dropped. A node that ran twice in one run (a loop body) adds up.
+    """
+    runs = sorted((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run" and "ts" in e)
+    kept = runs[skip_runs:] if len(runs) > skip_runs else runs
+    times: dict[str, list[float]] = {}
+    for event in events:
+        name = _node_name(event)
+        if name is None:
+            continue
+        ts = float(event.get("ts", 0))
+        index = next((i for i, (a, b) in enumerate(kept) if a <= ts <= b), None) if kept else 0
+        if index is None:
+            continue
+        per_run = times.setdefault(name, [0.0] * max(len(kept), 1))
+        per_run[index] += float(event.get("dur", 0))
+    return times, max(len(kept), 1)
 
 
 def _remove_profile(profile: Path) -> None:

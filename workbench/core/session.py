@@ -18,16 +18,24 @@ from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
 from workbench.core.ort_errors import session_errors
 from workbench.errors import InvalidInputError, ProviderError
 
-OptLevel = Literal["disable", "basic", "extended", "all"]
+OptLevel = Literal["disable", "basic", "extended", "layout", "all"]
 
-#: ONNX Runtime's graph optimization levels by name, lowest first.
+#: The levels the sweeps, the pipeline and the doctor's bisection run by default, lowest first.
 OPT_LEVELS: tuple[OptLevel, ...] = ("disable", "basic", "extended", "all")
+#: Every level ONNX Runtime has, lowest first. ``layout`` (``ORT_ENABLE_LAYOUT``, in ONNX Runtime 1.32) is
+#: ``extended`` plus the layout transformers (NCHWc on CPU); on this project's models ``all`` gave the
+#: same graph, which is why the default sweeps leave it out. ``SessionConfig`` accepts it.
+ALL_OPT_LEVELS: tuple[OptLevel, ...] = ("disable", "basic", "extended", "layout", "all")
 _ORT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
+    _ORT_LEVELS["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
+else:  # pragma: no cover - an older ONNX Runtime: its "all" holds what "layout" names
+    _ORT_LEVELS["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 EXECUTION_MODES = {
     "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
     "parallel": ort.ExecutionMode.ORT_PARALLEL,
@@ -43,7 +51,7 @@ class SessionConfig:
     """How to build an ``onnxruntime.InferenceSession``.
 
     ``providers`` are ONNX Runtime provider names in priority order. ``opt_level`` is one
-    of ``disable``, ``basic``, ``extended``, ``all`` (ONNX Runtime's default is ``all``).
+    of ``disable``, ``basic``, ``extended``, ``layout``, ``all`` (ONNX Runtime's default is ``all``).
     Thread counts of 0 let ONNX Runtime choose. ``config_entries`` are passed to
     ``SessionOptions.add_session_config_entry`` (e.g. ``{"optimization.enable_gelu_approximation": "1"}``).
     """
@@ -66,9 +74,9 @@ class SessionConfig:
             providers = (providers,)
         object.__setattr__(self, "providers", tuple(providers))
         object.__setattr__(self, "disabled_optimizers", tuple(self.disabled_optimizers))
-        if self.opt_level not in OPT_LEVELS:
+        if self.opt_level not in ALL_OPT_LEVELS:
             raise InvalidInputError(
-                f"Unknown opt_level {self.opt_level!r}. Use one of {list(OPT_LEVELS)}."
+                f"Unknown opt_level {self.opt_level!r}. Use one of {list(ALL_OPT_LEVELS)}."
             )
         if self.execution_mode not in EXECUTION_MODES:
             raise InvalidInputError(
@@ -201,12 +209,36 @@ def open_session(onnx_model: OnnxModel, config: SessionConfig | None = None) -> 
     # ONNX Runtime's own exceptions (an old opset, a missing kernel, a corrupt file...) become
     # WorkbenchErrors that name the op, node and opset and say what to do (core/ort_errors.py).
     with session_errors(onnx_model):
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             source if isinstance(source, str) else source.SerializeToString(),
             sess_options=so,
             providers=provider_args,
             disabled_optimizers=list(config.disabled_optimizers) or None,
         )
+    check_built_providers(session, providers)
+    return session
+
+
+def check_built_providers(session: ort.InferenceSession, requested: Sequence[str]) -> list[str]:
+    """Warn ``ProviderFallbackWarning`` for each requested provider the built session does not use.
+
+    A provider can be available in the build and still fail when the session is created (a CUDA or
+    cuDNN library that does not load, TensorRT without its libraries, provider options it refuses);
+    ONNX Runtime then drops it without an exception. Returns the missing providers.
+    """
+    used = list(session.get_providers())
+    missing = [p for p in requested if p not in used]
+    for name in missing:
+        warnings.warn(
+            f"{name} was requested and is available in this onnxruntime build, but the session was built "
+            f"without it: it runs on {', '.join(used)}. ONNX Runtime drops a provider that fails to start "
+            "(libraries that do not load, options it refuses) without an exception; run "
+            "onnxruntime.preload_dlls() before the first session, check the provider options, and read "
+            "session.get_providers() after creating a session.",
+            ProviderFallbackWarning,
+            stacklevel=3,
+        )
+    return missing
 
 
 def session_providers(session: ort.InferenceSession) -> list[str]:

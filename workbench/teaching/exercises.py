@@ -22,7 +22,16 @@ from typing import Any, Literal
 
 from workbench.core._format import esc
 from workbench.errors import InvalidInputError, brief
-from workbench.teaching.checks import EXERCISES, NotYet
+from workbench.teaching import checks, checks_later
+from workbench.teaching.checks import Exercise, NotYet
+
+EXERCISES: dict[str, Exercise] = {
+    "01": Exercise(checks.check_01, checks.solution_01), "02": Exercise(checks.check_02, checks.solution_02),
+    "03": Exercise(checks.check_03, checks.solution_03), "04": Exercise(checks.check_04, checks.solution_04),
+    "05": Exercise(checks.check_05, checks.solution_05), "06": Exercise(checks_later.check_06, checks_later.solution_06),
+    "07": Exercise(checks_later.check_07, checks_later.solution_07), "08": Exercise(checks_later.check_08, checks_later.solution_08),
+    "09": Exercise(checks_later.check_09, checks_later.solution_09), "10": Exercise(checks_later.check_10, checks_later.solution_10),
+}
 
 __all__ = ["EXERCISES", "CheckResult", "check", "solution", "solution_mode"]
 

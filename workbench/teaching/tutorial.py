@@ -87,10 +87,34 @@ def machine() -> dict[str, Any]:
     import workbench as wb
 
     return {
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "usable CPUs": usable_cpus(),
         "torch threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": ort.__version__,
         "providers": ", ".join(ort.get_available_providers()), "CUDA": wb.cuda_available(),
     }
+
+
+def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """The CPUs a cgroup v2 ``cpu.max`` quota allows (``"200000 100000"`` is 2.0), None without a quota."""
+    try:
+        quota, period = Path(path).read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def cpus(quota_file: str = "/sys/fs/cgroup/cpu.max") -> dict[str, Any]:
+    """What this process may run on: logical CPUs (``os.cpu_count()``), the CPUs its affinity mask allows,
+    the cgroup's CPU quota (containers, ``docker --cpus``), and ``usable``, the smallest of them."""
+    logical = os.cpu_count() or 1
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    quota = _cgroup_quota(quota_file)
+    usable = min(affinity, max(1, int(quota))) if quota is not None else affinity
+    return {"logical": logical, "affinity": affinity, "cgroup quota": quota, "usable": usable}
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may actually use (affinity and cgroup quota), for thread counts."""
+    return int(cpus()["usable"])
 
 
 def setup(notebook: str) -> Path:
@@ -299,3 +323,30 @@ def diagnose_cases(names: list[str], *, retry: bool = True) -> Any:
         rows.append((name, case.code, ", ".join(diagnosis.codes), "yes" if not problems else "; ".join(problems),
                      {True: "passes", False: "still fails", None: "-"}[retry_ok], round(diagnosis.duration_s, 2)))
     return pd.DataFrame(rows, columns=["case", "expected", "found", "right place", "retry", "seconds"])
+
+
+#: The operators of PyTorch's fused inference path for ``nn.TransformerEncoder`` / ``nn.MultiheadAttention``.
+FAST_PATH_OPS = ("aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention")
+
+
+def eager_fast_path(model: Any, inputs: Any) -> list[str]:
+    """The fused fast-path operators PyTorch ran for one call of ``model`` under ``torch.inference_mode``
+    (as ``wb.benchmark`` runs it), from the profiler; what the profiler prints is kept out of the notebook."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from workbench.core.capture import captured_output
+
+    with captured_output(), torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(*inputs)
+    ran = {event.key for event in prof.key_averages()}
+    return [op for op in FAST_PATH_OPS if op in ran]
+
+
+def int8_reduce_range(weight_type: str = "qint8") -> dict[str, Any]:
+    """What ``wb.quantize_dynamic`` chooses for ``reduce_range`` on this CPU, and its note (None where the
+    CPU has VNNI or is not x86, so no 7-bit weights are needed)."""
+    from workbench.core.quantize import resolve_reduce_range
+
+    reduce_range, note = resolve_reduce_range(None, weight_type)
+    return {"reduce_range": reduce_range, "note": note}

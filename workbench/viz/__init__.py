@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from workbench.viz._common import MAX_POINTS
 from workbench.viz.compare import error_bars, error_histogram, values_scatter
+from workbench.viz.nodes import op_time_figure, top_nodes_figure, top_nodes_html
 from workbench.viz.ops import op_histogram_figure
 from workbench.viz.perf import opt_levels_figure, quantize_figure
 from workbench.viz.pipeline import figures_for, figures_for_run, figures_for_stage, run_level_figures
@@ -20,5 +21,5 @@ from workbench.viz.sweep import latency_figure, speedup_figure
 __all__ = [
     "MAX_POINTS", "error_bars", "error_histogram", "figures_for", "figures_for_run", "figures_for_stage",
     "latency_figure", "op_histogram_figure", "opt_levels_figure", "probe_figure", "quantize_figure",
-    "run_level_figures", "speedup_figure", "values_scatter",
+    "run_level_figures", "speedup_figure", "values_scatter", "op_time_figure", "top_nodes_figure", "top_nodes_html",
 ]

@@ -152,14 +152,15 @@ def error_histogram(comparison: Comparison, *, bins: int = 50) -> go.Figure:
         fig.add_trace(go.Bar(x=centers, y=counts, width=width, name=name, meta={"output": name},
                              marker=dict(color=color(i)), opacity=0.75,
                              hovertemplate="|error| ~ %{x:.3g}<br>%{y} values<extra>" + name + "</extra>"))
-    if comparison.atol <= edges[-1] * 1.05:
+    inside = comparison.atol <= edges[-1] * 1.05
+    if inside:
         fig.add_vline(x=comparison.atol, line=dict(color=FAIL_COLOR, dash="dash"), annotation_text="atol")
-    else:
-        fig.add_annotation(text=f"every error is below atol ({top:.3g} < {comparison.atol:g})", showarrow=False,
-                           x=1, y=1, xref="paper", yref="paper", xanchor="right", font=dict(color=PASS_COLOR))
+    # Where atol is off the axis the subtitle says so (a note inside the plot covered the top tick).
+    below = "" if inside else (f" <span style='color:{PASS_COLOR}'>(largest {top:.3g} &lt; atol "
+                               f"{comparison.atol:g})</span>")
     fig.update_xaxes(title="absolute error")
     fig.update_yaxes(title="count (log)", **count_axis(most, log=True))
-    return layout(fig, title, subtitle=f"{_tolerance_text(comparison)}; {_beyond_atol_text(comparison)}",
+    return layout(fig, title, subtitle=f"{_tolerance_text(comparison)}<br>{_beyond_atol_text(comparison)}{below}",
                   barmode="overlay", bargap=0, showlegend=len(errors) > 1)
 
 
@@ -219,7 +220,9 @@ def error_bars(comparison: Comparison) -> go.Figure:
                       row=1, col=col)
     for col, (tol, values) in enumerate(((comparison.atol, max_abs), (comparison.rtol, max_rel + beyond)), start=1):
         fig.add_hline(y=tol, line=dict(color=MUTED_COLOR, dash="dash"), row=1, col=col)
-        fig.update_yaxes(range=_log_range([*values, tol]), row=1, col=col)
+        span = _log_range([*values, tol])
+        fig.update_yaxes(range=span, dtick=decade_step(span), row=1, col=col)
+    # Labels on powers of ten only: plotly's 2 and 5 between them crowded a narrow panel.
     fig.update_yaxes(type="log", exponentformat="power")
     return layout(fig, "Worst error per output", subtitle=_tolerance_text(comparison) + _bars_note(comparison, max_rel,
                   beyond, colors), barmode="group", panels=2)
@@ -242,6 +245,14 @@ def _log_range(values: list[float | None]) -> list[float] | None:
     if not finite:
         return None
     return [float(np.floor(np.log10(min(finite)))) - 0.5, float(np.log10(max(finite))) + 0.3]
+
+
+def decade_step(span: list[float] | None, *, most: int = 6) -> int:
+    """A log axis' tick step in decades: every power of ten, or every 2nd, 3rd... so that at most
+    ``most`` labels show over ``span`` (a range in decades); 1 without a range."""
+    if not span:
+        return 1
+    return max(1, int(np.ceil((span[1] - span[0]) / most)))
 
 
 def _bar_text(value: float | None) -> str:

@@ -22,6 +22,7 @@ from workbench.doctor.codes import code_info
 from workbench.doctor.context import other_exporter_spec
 from workbench.doctor.findings import Finding, Retry
 from workbench.errors import WorkbenchError, brief
+from workbench.widgets._base import clipped_html
 
 _REQUESTED = re.compile(r"requested shape:\s*\{([-\d,\s]*)\}")
 _GIVEN = re.compile(r"Input shape:\s*\{([-\d,\s]*)\}")
@@ -170,8 +171,8 @@ def explain_size_failure(exc: BaseException, *, names: Sequence[str], shapes: Se
 def probe_html(report: ProbeReport | None, finding: Any, problem: BaseException | None = None) -> str:
     """The shape probes' verdict: the doctor's finding when one fails (and the probe table folded)."""
     if problem is not None:
-        return (f"<p><b>The shape probes could not run</b>: {esc(brief(problem))}. The file runs at the "
-                "example's sizes; check other sizes with <code>wb.probe_shapes</code>.</p>")
+        return (f"<p><b>The shape probes could not run</b>: {clipped_html(f'{type(problem).__name__}: {problem}')}"
+                "<br>The file runs at the example's sizes; check other sizes with <code>wb.probe_shapes</code>.</p>")
     if report is None:
         return "<p>No dynamic input axis: the graph takes only the example's sizes (no shape probes).</p>"
     sizes = "; ".join(c.label for c in report.cases)

@@ -45,8 +45,11 @@ class AxesEditor(widgets.VBox):
                  dynamic_axes: Mapping[str, Mapping[int, str]]) -> None:
         self.input_rows = [TensorRow("input", n, s, dynamic_axes.get(n, {})) for n, s in inputs]
         self.output_rows: list[TensorRow] = []
-        self.note = widgets.HTML("<small style='color:#6e7781'>Leave a dimension empty for a static size, or give it "
-                                 "a symbolic name (the same name on two tensors means equal sizes).</small>")
+        # line-height: an HTML widget's text otherwise takes the controls' 28 px line height, so a
+        # note that wraps (a 1000 px page) showed doubled line spacing.
+        self.note = widgets.HTML("<div class='wb-axes-note' style='color:#6e7781; font-size: 12px; line-height: 1.4; "
+                                 "white-space: normal; margin: 4px 0;'>Leave a dimension empty for a static size, or "
+                                 "give it a symbolic name (the same name on two tensors means equal sizes).</div>")
         super().__init__()
         self.add_class("wb-axes-editor")
         self.set_outputs(outputs, dynamic_axes)

@@ -36,7 +36,7 @@ class Workbench(widgets.VBox):
         >>> Workbench.from_case(wb.zoo.get("text_classifier", smoke=True))
 
     The export's ``onnx_model`` feeds the graph, the diff and the sweep; the toggles' ``config``
-    feeds the diff and is offered to the sweep. Each panel is an attribute (``export``, ``graph``,
+    feeds the diff, the graph's overlay (measured again when it changes) and is offered to the sweep. Each panel is an attribute (``export``, ``graph``,
     ``toggles``, ``diff``, ``sweep``) and works on its own too.
     """
 
@@ -49,8 +49,10 @@ class Workbench(widgets.VBox):
                  tolerance: Tolerance = "fp32", config: SessionConfig | None = None) -> None:
         self.export = ExportForm(model, example_inputs, spec=spec, out=out)
         inputs_from = {"spec": spec, "example_inputs": self.export.example_inputs, "input_factory": input_factory}
-        self.graph = GraphInspector()
         self.toggles = SessionToggles(config)
+        # The overlay (time, error, provider, precision per node) runs at the export's example inputs
+        # under the toggles' config, and against the model for the error.
+        self.graph = GraphInspector(model=model, inputs=self.export.example_inputs, config=self.toggles.config)
         self.diff = LiveDiff(model, tolerance=tolerance, config=self.toggles.config, **inputs_from)
         self.sweep = LatencySweep(model, extra_config=self.toggles.config, **inputs_from)
         self.tabs = widgets.Tab(children=[self.export, self.graph, widgets.VBox([self.toggles, self.diff]), self.sweep])
@@ -67,6 +69,7 @@ class Workbench(widgets.VBox):
             # Both ways: the toggles are the diff's controls, so setting diff.config moves them too.
             traitlets.link((self.toggles, "config"), (self.diff, "config")),
             traitlets.dlink((self.toggles, "config"), (self.sweep, "extra_config")),
+            traitlets.dlink((self.toggles, "config"), (self.graph, "config")),
             traitlets.link((self.tabs, "selected_index"), (self, "tab"),
                            transform=(_tab_name, TAB_NAMES.index)),
         ]

@@ -26,7 +26,7 @@ from workbench.core.inputs import as_input_tuple, forward_arity, resize_inputs
 from workbench.core.probe import ProbeReport
 from workbench.core.spec import ExportSpec
 from workbench.errors import ExportError, WorkbenchError
-from workbench.widgets._base import SPINNER, Panel, Worker, error_html, shows_errors
+from workbench.widgets._base import SPINNER, Panel, Worker, error_html, shows_errors, warnings_html
 from workbench.widgets._shapes import EXPORTERS, probe_finding, probe_html, quick_probe, retried_html
 from workbench.widgets._traits import OnnxFile
 from workbench.widgets.axes import AxesEditor
@@ -375,12 +375,8 @@ def diagnosis_html(diagnosis: Any) -> str:
 
 
 def failure_details(exc: BaseException, diagnosis: Any) -> str:
-    warnings = getattr(exc, "warnings", None) or []
-    parts = [diagnosis_html(diagnosis)]
-    if warnings:
-        items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
-        parts.append(f"<details><summary>{len(warnings)} warning(s)</summary><ul>{items}</ul></details>")
-    return "".join(parts)
+    """The doctor's diagnosis, then the exporter's warnings ("2 warnings" that opens to them)."""
+    return diagnosis_html(diagnosis) + warnings_html([str(w) for w in getattr(exc, "warnings", None) or []])
 
 
 def result_html(result: ExportResult) -> str:

@@ -28,7 +28,7 @@ from workbench.core.spec import ExportSpec
 from workbench.core.tolerance import TOLERANCES, Tolerance
 from workbench.errors import InvalidInputError, WorkbenchError
 from workbench.viz import error_bars, error_histogram, values_scatter
-from workbench.widgets._base import LatestWorker, Panel
+from workbench.widgets._base import LatestWorker, Panel, clipped_html, timings_html
 from workbench.widgets._figures import FigureSlot, ResizeNudge
 from workbench.widgets._shapes import explain_size_failure, exported_with, is_run_failure
 from workbench.widgets._traits import OnnxFile, checked_size, checked_tolerance, refused
@@ -48,7 +48,7 @@ def verdict_html(comparison: Comparison, config: SessionConfig) -> str:
     return (f"<div class='wb-verdict wb-verdict-{verdict}'>"
             f"<span class='wb-diff-config'>config <code>{esc(config.label())}</code></span> \u00b7 "
             f"inputs {esc(shapes)} \u00b7 on {esc(providers)}"
-            f"<div style='overflow-x: auto'>{comparison._repr_html_()}</div></div>")
+            f"{comparison._repr_html_()}</div>")  # its table scrolls sideways by itself in a narrow panel
 
 
 @dataclass(frozen=True)
@@ -285,13 +285,13 @@ class LiveDiff(Panel):
         self.last_redraw_s = time.perf_counter() - outcome.requested
         self.timings = dict(timings, total=self.last_redraw_s)
         self.redraws += 1
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "wait")
         shapes = "; ".join(", ".join(str(list(s)) for s in sample) for sample in comparison.input_shapes)
         verdict = "pass" if comparison.ok else "FAIL"
+        steps = {k: v for k, v in timings.items() if k != "wait"}
         self._set_state("done", f"Compared with <code>{esc(label)}</code> on inputs {esc(shapes)} at "
-                                f"{esc(comparison.tolerance)}: {verdict}. <details style='display: inline'>"
-                                f"<summary style='color:#6e7781'>timings</summary><span style='color:#6e7781'>"
-                                f"drawn {self.last_redraw_s:.2f} s after the change: {parts} s</span></details>")
+                                f"{esc(comparison.tolerance)}: {verdict}."
+                                + timings_html(dict(steps, total=self.last_redraw_s),
+                                               summary=f"timings (drawn {self.last_redraw_s:.2f} s after the change)"))
 
     def _show_failure(self, exc: BaseException) -> None:
         self.comparison = None
@@ -303,8 +303,8 @@ class LiveDiff(Panel):
             return
         raw = " ".join(str(cause).split())  # ONNX Runtime's own words: folded, for a bug report
         self._set_state("failed", "<b>The comparison failed</b>"
-                                  f"<p style='margin: 4px 0'>{esc(exc)}</p><details><summary>ONNX Runtime's "
-                                  f"message</summary><pre style='white-space: pre-wrap; font-size: 11px'>"
+                                  f"<p style='margin: 4px 0'>{clipped_html(str(exc), 600)}</p><details><summary>"
+                                  f"ONNX Runtime's message</summary><pre style='white-space: pre-wrap; font-size: 11px'>"
                                   f"{esc(raw)}</pre></details>")
         self.error = f"{type(exc).__name__}: {exc}"
 

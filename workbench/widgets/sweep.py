@@ -97,7 +97,8 @@ class LatencySweep(Panel):
         self.seq_lens = seq_lens if seq_lens is not None else default_seq_lens(model, **self._inputs_from)
         self.extra_config = extra_config
         self.onnx_model = onnx_model
-        self._write_grid_fields({})
+        self._write_field(self.batch_field, self.batch_sizes, "batch sizes")
+        self._write_field(self.seq_field, self.seq_lens, "seq lengths", allow_none=True)
         self._say_what_is_ready({})
         self.batch_field.observe(self._follow_the_fields, names="value")
         self.seq_field.observe(self._follow_the_fields, names="value")
@@ -140,13 +141,31 @@ class LatencySweep(Panel):
 
     @traitlets.observe("batch_sizes", "seq_lens")
     def _write_grid_fields(self, change: dict[str, Any]) -> None:
-        self.batch_field.value = format_sizes(self.batch_sizes)
-        self.seq_field.value = format_sizes(self.seq_lens)
+        """A grid trait changed: only its own field shows it, and only if the field does not say so
+        already. Rewriting both fields on any change overwrote an edit of the other field still on
+        its way from the browser (the sweep then ran the old grid)."""
+        if change["name"] == "batch_sizes":
+            self._write_field(self.batch_field, change["new"], "batch sizes")
+        else:
+            self._write_field(self.seq_field, change["new"], "seq lengths", allow_none=True)
+
+    @staticmethod
+    def _write_field(field: widgets.Text, sizes: list[int | None], what: str, *, allow_none: bool = False) -> None:
+        try:
+            if field.value.strip() and parse_sizes(field.value, what, allow_none=allow_none) == list(sizes):
+                return  # the field says it already (in the user's own spelling, e.g. "1,4")
+        except InvalidInputError:
+            pass
+        field.value = format_sizes(sizes)
 
     def _follow_the_fields(self, change: dict[str, Any]) -> None:
-        """A field was edited (Enter or leaving it): the traits follow, or the status says what is wrong."""
+        """A field was edited (Enter or leaving it; ``continuous_update=False``, so not on every
+        keystroke): its trait follows, or the status says what is wrong. Only that field is read."""
         try:
-            self._read_grid_fields()
+            if change["owner"] is self.batch_field:
+                self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
+            else:
+                self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
         except InvalidInputError as exc:
             self._fail(exc, title="Cannot read the grid")
         else:

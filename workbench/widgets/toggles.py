@@ -70,9 +70,9 @@ class SessionToggles(Panel):
         self.opt_level.add_class("wb-opt-level")
         limit = max(64, 2 * (os.cpu_count() or 1))
         self.intra_op_threads = widgets.BoundedIntText(value=config.intra_op_threads, min=0, max=limit,
-                                                       layout=widgets.Layout(width="70px"))
+                                                       layout=_fixed(width="70px"))
         self.inter_op_threads = widgets.BoundedIntText(value=config.inter_op_threads, min=0, max=limit,
-                                                       layout=widgets.Layout(width="70px"))
+                                                       layout=_fixed(width="70px"))
         self.execution_mode = widgets.ToggleButtons(options=list(EXECUTION_MODES), value=config.execution_mode,
                                                     style={"button_width": "104px"})
         rows = [
@@ -80,8 +80,9 @@ class SessionToggles(Panel):
                                                          layout=widgets.Layout(flex_flow="row wrap")),
                                             self.provider_notes])),
             _row("Optimization", self.opt_level),
-            _row("Threads", widgets.HBox([_text("intra-op"), self.intra_op_threads, _text("inter-op"),
-                                          self.inter_op_threads, _text("(0: ONNX Runtime chooses)", muted=True)],
+            _row("Threads", widgets.HBox([_pair("intra-op", self.intra_op_threads),
+                                          _pair("inter-op", self.inter_op_threads),
+                                          _text("(0: ONNX Runtime chooses)", muted=True)],
                                          layout=widgets.Layout(flex_flow="row wrap", align_items="center"))),
             _row("Execution", self.execution_mode),
         ]
@@ -141,10 +142,25 @@ def describe_config(config: SessionConfig) -> str:
     return f"{providers}, {config.opt_level} graph optimizations, {threads}, {config.execution_mode} execution"
 
 
+def _fixed(**layout: str) -> widgets.Layout:
+    """A layout that a narrow flex row never shrinks below its content (it wraps the item instead):
+    a shrunk label was drawn under the next field ("intra-op" cut by its input at 1000 px)."""
+    return widgets.Layout(flex="0 0 auto", min_width="max-content", **layout)
+
+
 def _text(text: str, *, muted: bool = False) -> widgets.HTML:
-    """A label that keeps its whole text (a ``widgets.Label`` is cut with an ellipsis when the row is narrow)."""
+    """A label that keeps its whole text on one line (a ``widgets.Label`` is cut with an ellipsis
+    when the row is narrow, and a shrinking one overlapped the next field)."""
     colour = "color: #6e7781; " if muted else ""
-    return widgets.HTML(f"<span style='{colour}white-space: nowrap; margin: 0 4px;'>{esc(text)}</span>")
+    label = widgets.HTML(f"<span style='{colour}white-space: nowrap; margin: 0 4px;'>{esc(text)}</span>",
+                         layout=_fixed())
+    label.add_class("wb-label")
+    return label
+
+
+def _pair(label: str, field: widgets.Widget) -> widgets.HBox:
+    """A label and its field, kept together on one line when the row wraps."""
+    return widgets.HBox([_text(label), field], layout=_fixed(align_items="center", margin="0 8px 0 0"))
 
 
 def _row(label: str, control: widgets.Widget) -> widgets.HBox:

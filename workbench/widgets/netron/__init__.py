@@ -20,10 +20,11 @@ import anywidget
 import traitlets
 
 from workbench.widgets._traits import OnnxFile
+from workbench.widgets.netron.overlay import OverlayChannel
 from workbench.widgets.netron.page import netron_version, render_index
 from workbench.widgets.netron.server import NetronServer, live_servers, stop_all
 
-__all__ = ["NetronServer", "NetronView", "live_servers", "render_index", "stop_all"]
+__all__ = ["NetronServer", "NetronView", "OverlayChannel", "live_servers", "render_index", "stop_all"]
 
 
 class NetronView(anywidget.AnyWidget):
@@ -44,6 +45,7 @@ class NetronView(anywidget.AnyWidget):
     message = traitlets.Unicode("Export a model to see its graph.", help="Shown while there is no model.").tag(sync=True)
     model_name = traitlets.Unicode("").tag(sync=True)
     netron_version = traitlets.Unicode("").tag(sync=True)
+    picked_node = traitlets.Unicode("", help="The node last clicked in Netron (set from the page, via the server).")
 
     def __init__(self, onnx_model: str | Path = "", *, extra_files: Iterable[str] = (), **kwargs: Any) -> None:
         self._server: NetronServer | None = None
@@ -51,6 +53,9 @@ class NetronView(anywidget.AnyWidget):
         self._finalizer: weakref.finalize | None = None
         self._closed = False
         self._serving = threading.Lock()  # close() on the main thread vs. show() from a panel's worker
+        # The overlay and the picks outlive each server (a new file starts a new one); weak: no cycle.
+        self_ref = weakref.ref(self)
+        self.channel = OverlayChannel(on_pick=lambda name: _picked(self_ref, name))
         super().__init__(netron_version=netron_version(), **kwargs)
         self.onnx_model = onnx_model
 
@@ -66,6 +71,15 @@ class NetronView(anywidget.AnyWidget):
             self._serve(self.onnx_model)
         else:
             self.onnx_model = onnx_model
+
+    def set_overlay(self, overlay: dict[str, Any] | None) -> int:
+        """Draw ``overlay`` (``NodeStats.overlay(metric)``) on the graph; ``None`` clears it. The page
+        picks it up within a quarter second (it polls its server). Returns the channel's revision."""
+        return self.channel.set_overlay(overlay)
+
+    def select_node(self, name: str | None) -> int:
+        """Select node ``name`` in Netron and scroll it to the middle of the view."""
+        return self.channel.select(name)
 
     def reload(self) -> None:
         """Redraw the current file (its content may have changed on disk)."""
@@ -85,7 +99,7 @@ class NetronView(anywidget.AnyWidget):
                 self.set_trait("port", 0)
                 self.model_name = ""
                 return
-            server = NetronServer(onnx_model, extra_files=self._extra_files).start()
+            server = NetronServer(onnx_model, extra_files=self._extra_files, channel=self.channel).start()
             self._server = server
             self._finalizer = weakref.finalize(self, server.stop)
         with self.hold_sync():
@@ -114,3 +128,9 @@ class NetronView(anywidget.AnyWidget):
     def __repr__(self) -> str:
         state = f"port {self.port}" if self._server is not None else "not serving"
         return f"NetronView({self.onnx_model!r}, {state})"
+
+
+def _picked(view_ref: weakref.ref[NetronView], name: str) -> None:
+    view = view_ref()
+    if view is not None and not view.closed:
+        view.picked_node = name

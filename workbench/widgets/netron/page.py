@@ -4,6 +4,7 @@
 - a Content-Security-Policy (also sent as a header, see ``page_csp``): the page loads and connects
   to its own server only, runs no inline script and no ``eval``;
 - ``workbench-offline.js`` before Netron's modules (no consent dialog, no telemetry);
+- ``workbench-overlay.js``: numbers on the drawing (``overlay.py``; it polls ``wb-overlay.json``);
 - ``workbench-netron.css``: the ``Workbench Brackets`` web font (``brackets.css``) put first in
   every font stack of Netron's CSS, for the shape brackets U+3008/U+3009 that DejaVu and
   Liberation lack (without it the labels show missing-glyph boxes: ``data□1000×64□``).
@@ -19,6 +20,7 @@ from pathlib import Path
 from workbench.core._format import esc
 
 OFFLINE_SCRIPT = Path(__file__).with_name("offline.js")
+OVERLAY_SCRIPT = Path(__file__).with_name("overlay.js")
 BRACKETS_CSS = Path(__file__).with_name("brackets.css")
 FONT_FAMILY = "Workbench Brackets"
 #: What the served page may load and connect to: its own origin only.
@@ -75,7 +77,8 @@ def render_index(model_name: str, *, version: str | None = None, root: Path | No
         text = text.replace("<head>", f'<head>\n<meta http-equiv="Content-Security-Policy" content="{CSP}">', 1)
     if not n_version:
         text = text.replace("</head>", meta + "\n</head>", 1)
-    offline = '<script type="text/javascript" src="workbench-offline.js"></script>'
+    offline = ('<script type="text/javascript" src="workbench-offline.js"></script>\n'
+               '<script type="text/javascript" src="workbench-overlay.js"></script>')
     if _INDEX_SCRIPT in text:
         text = text.replace(_INDEX_SCRIPT, _INDEX_SCRIPT + "\n" + offline, 1)
     else:

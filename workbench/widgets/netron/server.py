@@ -40,12 +40,14 @@ from typing import Any, Iterable
 from workbench.widgets.netron.page import (
     CSP,
     OFFLINE_SCRIPT,
+    OVERLAY_SCRIPT,
     netron_css,
     netron_root,
     netron_version,
     page_csp,
     render_index,
 )
+from workbench.widgets.netron.overlay import OverlayChannel
 from workbench.widgets.netron.policy import Route, external_file, route_of
 
 __all__ = ["CSP", "NetronServer", "live_servers", "netron_root", "netron_version", "render_index", "stop_all"]
@@ -121,6 +123,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, "text/javascript", OFFLINE_SCRIPT.read_bytes(), head=head)
         elif rest == "workbench-netron.css":
             self._send(200, "text/css; charset=utf-8", netron_css().encode("utf-8"), head=head, cache=True)
+        elif rest == "workbench-overlay.js":
+            self._send(200, "text/javascript", OVERLAY_SCRIPT.read_bytes(), head=head)
+        elif rest == "wb-overlay.json":  # polled: ?since=<revision> answers {"revision"} alone when unchanged
+            since = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("since", [""])[0]
+            self._send(200, "application/json", owner.channel.state_json(since=since), head=head)
+        elif rest == "wb-pick":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            owner.channel.pick(query.get("name", [""])[0][:1000])
+            self._send(204, "text/plain", b"", head=True)
         elif rest == "wb-id":
             body = json.dumps({"token": owner.token, "model": owner.onnx_model.name}).encode("utf-8")
             # Readable cross-origin: the notebook page probes this to choose the direct route.
@@ -239,11 +250,14 @@ class NetronServer:
     if it resolves to a file inside that folder. ``allowed_hosts`` are further ``Host`` names to
     answer to (a reverse proxy of your own in front of the kernel; also read, comma-separated, from
     ``$WORKBENCH_NETRON_ALLOWED_HOSTS``); ``request_timeout`` bounds how long a connection may take
-    to send its request.
+    to send its request. ``channel`` carries the overlay the page draws on the graph and the
+    nodes clicked there (``overlay.py``); a view passes its own so it outlives the server.
     """
 
     def __init__(self, onnx_model: str | Path, *, extra_files: Iterable[str] = (), host: str = "127.0.0.1",
-                 allowed_hosts: Iterable[str] = (), request_timeout: float = REQUEST_TIMEOUT) -> None:
+                 allowed_hosts: Iterable[str] = (), request_timeout: float = REQUEST_TIMEOUT,
+                 channel: OverlayChannel | None = None) -> None:
+        self.channel = channel if channel is not None else OverlayChannel()
         self.onnx_model = Path(onnx_model).resolve()
         self.extra_files = tuple(extra_files)
         self.host = host
