@@ -134,3 +134,32 @@ def test_a_logging_handler_made_on_the_old_stderr_is_captured(monkeypatch):
         logger.removeHandler(handler)
     assert "from a logger" in cap.text and fake_err.getvalue() == ""
     assert handler.stream is fake_err
+
+
+def test_a_failure_while_setting_up_puts_every_fd_and_stream_back(monkeypatch):
+    """Reviewer's case: os.dup failing (EMFILE) after fds 1/2 were redirected left them on a deleted file."""
+    from workbench.core import capture
+
+    before = [os.fstat(fd) for fd in (1, 2)]
+    out, err = sys.stdout, sys.stderr
+
+    def no_more_fds(tmp_fd: int) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(capture, "_python_stream", no_more_fds)
+    with pytest.raises(OSError, match="Too many open files"):
+        with capture.captured_output():
+            pass  # pragma: no cover - never reached
+    after = [os.fstat(fd) for fd in (1, 2)]
+    assert [(s.st_dev, s.st_ino) for s in after] == [(s.st_dev, s.st_ino) for s in before]
+    assert sys.stdout is out and sys.stderr is err
+
+
+def test_the_text_printed_before_an_exception_is_kept():
+    from workbench.core.capture import captured_output
+
+    with pytest.raises(RuntimeError):
+        with captured_output() as cap:
+            os.write(1, b"said before failing\n")
+            raise RuntimeError("boom")
+    assert "said before failing" in cap.text

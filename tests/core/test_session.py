@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import warnings
 
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -149,3 +150,30 @@ def test_a_provider_dropped_while_building_the_session_warns(export_zoo, monkeyp
     with pytest.warns(wb.ProviderFallbackWarning, match="TensorrtExecutionProvider was requested.*runs on CPUExecutionProvider"):
         session = wb.open_session(export_zoo("mlp").out, config)
     assert session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_load_session_sees_a_proto_edited_in_place_and_leaves_no_lock_behind(tmp_path):
+    """Reviewer's cases: the key was (id, size), so an in-place weight edit got the old session; and a
+    build that raised left its per-key lock in the cache for good."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from workbench.core.loader import SessionCache
+
+    weight = numpy_helper.from_array(np.array([3.0], dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], [weight])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 9
+    cache = SessionCache()
+    x = {"x": np.array([1.0], dtype=np.float32)}
+    assert cache.get(proto).run(None, x)[0][0] == 3.0
+    proto.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.array([9.0], dtype=np.float32), "w"))
+    assert cache.get(proto).run(None, x)[0][0] == 9.0
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx at all")
+    for _ in range(3):
+        with pytest.raises(wb.WorkbenchError):
+            cache.get(bad)
+    assert not cache._building

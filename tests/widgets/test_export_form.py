@@ -44,7 +44,7 @@ def test_fields_are_prefilled_from_the_spec(mlp: wb.ModelCase) -> None:
     assert [r.shape for r in form.axes.rows] == [(2, 16), (2, 4)]
     assert form.opset.value == 18 and form.exporter.value == "dynamo"
     assert form.out_field.value == "mlp.onnx" and form.state == "idle" and form.onnx_model == ""
-    assert form.spec == wb.check_spec(mlp.model, mlp.example_inputs, mlp.spec) and not form.export_button.disabled
+    assert form.spec == wb.check_spec(mlp.model, mlp.example_inputs, spec=mlp.spec) and not form.export_button.disabled
 
 
 def test_the_model_runs_off_the_main_thread(mlp: wb.ModelCase, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ level is redirected; the context manager never fails because of it.
 from __future__ import annotations
 
 import ctypes
+import contextlib
 import io
 import logging
 import os
@@ -93,11 +94,17 @@ def _redirect_fds(target: int) -> dict[int, int]:
 
 
 def _restore_fds(saved: dict[int, int]) -> None:
+    """Point every saved fd back; try each one even when another fails, then raise the first error."""
+    failed: OSError | None = None
     for fd, copy in saved.items():
         try:
             os.dup2(copy, fd)
+        except OSError as exc:
+            failed = failed or exc
         finally:
             os.close(copy)
+    if failed is not None:
+        raise failed
 
 
 def _swap_handler_streams(old: tuple[object, ...], new: io.TextIOWrapper) -> list[tuple[logging.StreamHandler, Any]]:
@@ -136,35 +143,54 @@ def captured_output() -> Iterator[Captured]:
         _flush(sys.stderr)
         _flush_c_stdio()
         with tempfile.TemporaryFile() as tmp:
-            saved = _redirect_fds(tmp.fileno())
-            captured.fds = tuple(saved)
-            stream = _python_stream(tmp.fileno())
-            old_out, old_err = sys.stdout, sys.stderr
-            sys.stdout = sys.stderr = stream
-            handlers = _swap_handler_streams((old_out, old_err, sys.__stdout__, sys.__stderr__), stream)
-            _open.append((captured, stream))
-            shown, recorder = warnings.showwarning, _recorder(captured, stream)
-            warnings.showwarning = recorder  # not catch_warnings: that would also save/restore the filters
+            # Each step registers its undo as soon as it has succeeded, so a failure (or an interrupt)
+            # anywhere in the setup or the block still puts back every stream, fd and hook it changed.
             try:
-                yield captured
-            finally:
-                if warnings.showwarning is recorder:
-                    warnings.showwarning = shown
-                _open.pop()
-                for handler, previous in handlers:
-                    handler.setStream(previous)
-                for written in (stream, sys.__stdout__, sys.__stderr__):
-                    _flush(written)
-                _flush_c_stdio()
-                sys.stdout, sys.stderr = old_out, old_err
-                _restore_fds(saved)
-                stream.close()
+                with contextlib.ExitStack() as undo:
+                    saved = _redirect_fds(tmp.fileno())
+                    undo.callback(_restore_fds, saved)
+                    captured.fds = tuple(saved)
+                    undo.callback(_flush_c_stdio)
+                    stream = _python_stream(tmp.fileno())
+                    undo.callback(stream.close)
+                    old_out, old_err = sys.stdout, sys.stderr
+                    undo.callback(_put_back_sys_streams, old_out, old_err)
+                    sys.stdout = sys.stderr = stream
+                    undo.callback(_flush_all, stream)
+                    handlers = _swap_handler_streams((old_out, old_err, sys.__stdout__, sys.__stderr__), stream)
+                    undo.callback(_put_back_handlers, handlers)
+                    _open.append((captured, stream))
+                    undo.callback(_open.pop)
+                    shown, recorder = warnings.showwarning, _recorder(captured, stream)
+                    warnings.showwarning = recorder  # not catch_warnings: that would also save/restore the filters
+                    undo.callback(_put_back_showwarning, recorder, shown)
+                    yield captured
+            finally:  # also when the block raised: what was printed until then is kept
                 tmp.seek(0)
                 captured.text = tmp.read().decode("utf-8", errors="replace")
                 if _open:  # nested: the enclosing capture holds this one's output too
                     outer, outer_stream = _open[-1]
                     outer_stream.write(captured.text)
                     outer.warnings.extend(captured.warnings)
+
+
+def _put_back_sys_streams(out: Any, err: Any) -> None:
+    sys.stdout, sys.stderr = out, err
+
+
+def _flush_all(stream: io.TextIOWrapper) -> None:
+    for written in (stream, sys.__stdout__, sys.__stderr__):
+        _flush(written)
+
+
+def _put_back_handlers(handlers: list[tuple[logging.StreamHandler, Any]]) -> None:
+    for handler, previous in handlers:
+        handler.setStream(previous)
+
+
+def _put_back_showwarning(recorder: Any, shown: Any) -> None:
+    if warnings.showwarning is recorder:
+        warnings.showwarning = shown
 
 
 def _recorder(captured: Captured, stream: io.TextIOWrapper) -> Any:

@@ -102,7 +102,7 @@ def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[t
         ) from exc
 
 
-def check_spec(model: nn.Module, example_inputs: Any, spec: ExportSpec | None = None) -> ExportSpec:
+def check_spec(model: nn.Module, example_inputs: Any, *, spec: ExportSpec | None = None) -> ExportSpec:
     """Check a spec against the model before anything is exported; fill in defaults.
 
     Raises ``SpecError`` for a model in training mode, names that do not match the
@@ -283,7 +283,7 @@ def export(
         cached = _cached(target, key) if use_cache and not extra else None
         if cached is not None:
             return cached
-        spec = check_spec(model, inputs, spec)
+        spec = check_spec(model, inputs, spec=spec)
         target.parent.mkdir(parents=True, exist_ok=True)
         return _export_atomically(model, inputs, target, spec, extra, key)
 

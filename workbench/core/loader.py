@@ -1,13 +1,15 @@
 """The one session loader: ``load_session`` memoizes ``InferenceSession``s, safely across threads.
 
-A key is ``(resolved path, mtime_ns, size, config)`` for a file and the object's id for a
-``ModelProto`` (the cache holds the proto, so its id cannot be reused while cached). A small
+A key is ``(resolved path, inode, mtime_ns, ctime_ns, size, config)`` for a file (a copy that keeps
+the mtime still changes the inode or ctime) and a digest of the serialized bytes for a
+``ModelProto`` (a proto edited in place gets a new session). A small
 LRU keeps the last few sessions; a lock per key makes sure two threads asking for the same
 session at once build it once (the second waits and gets the first's).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -30,13 +32,15 @@ def config_key(config: SessionConfig) -> str:
 
 
 def model_key(onnx_model: OnnxModel) -> tuple[Hashable, ...]:
-    """What identifies the model: the file's resolved path, mtime and size, or a proto's identity."""
+    """What identifies the model: the file's resolved path and its inode, times and size, or a digest
+    of a proto's bytes."""
     if is_path(onnx_model):
         path = check_onnx_path(onnx_model).resolve()
         stat = path.stat()
-        return ("file", str(path), stat.st_mtime_ns, stat.st_size)
+        return ("file", str(path), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
     if isinstance(onnx_model, onnx.ModelProto):
-        return ("proto", id(onnx_model), onnx_model.ByteSize())
+        digest = hashlib.sha256(onnx_model.SerializeToString(deterministic=True)).hexdigest()
+        return ("proto", digest)
     raise InvalidInputError(
         f"Expected an ONNX model (a path, an onnx.ModelProto or an InferenceSession), received "
         f"{describe(onnx_model)}. Pass the path returned by wb.export(...)."
@@ -63,13 +67,15 @@ class SessionCache:
             return found
         with self._lock:
             key_lock = self._building.setdefault(key, threading.Lock())
-        with key_lock:
-            found = self._lookup(key)  # another thread may have built it while this one waited
-            if found is None:
-                found = open_session(onnx_model, config)
-                self._store(key, onnx_model, found)
-        with self._lock:
-            self._building.pop(key, None)
+        try:
+            with key_lock:
+                found = self._lookup(key)  # another thread may have built it while this one waited
+                if found is None:
+                    found = open_session(onnx_model, config)
+                    self._store(key, onnx_model, found)
+        finally:  # also when the build fails: no lock left behind per failing key
+            with self._lock:
+                self._building.pop(key, None)
         return found
 
     def _lookup(self, key: Hashable) -> ort.InferenceSession | None:

@@ -152,7 +152,7 @@ def axes_key_findings(setting: Setting) -> list[Finding]:
         return []
     try:
         with eval_mode(setting.model, True):
-            names_spec = check_spec(setting.model, setting.example_inputs, spec.replace(dynamic_axes={}))
+            names_spec = check_spec(setting.model, setting.example_inputs, spec=spec.replace(dynamic_axes={}))
     except Exception:  # other rules report why the model cannot be checked
         return []
     names = list(names_spec.input_names) + list(names_spec.output_names)

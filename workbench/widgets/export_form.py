@@ -65,7 +65,7 @@ def prefill(model: nn.Module, inputs: tuple[Any, ...], spec: ExportSpec | None) 
     """``wb.check_spec`` and one run of the model (the worker's job; failures become ``problem``)."""
     problem: BaseException | None = None
     try:
-        filled = check_spec(model, inputs, spec)
+        filled = check_spec(model, inputs, spec=spec)
     except Exception as exc:  # shown in the form; the fields still get sensible names
         problem = exc
         filled = (spec or ExportSpec()).replace(input_names=input_names(model, len(inputs), spec))

@@ -160,18 +160,30 @@
         }
     }
 
+    // After a failed poll (the kernel stopped the server, or restarted) wait twice as long each
+    // time, up to MAX_BACKOFF_MS, instead of asking four times a second forever.
+    var MAX_BACKOFF_MS = 30000;
+    var backoff = 0;
+
     function poll() {
         var since = state.revision >= 0 ? '?since=' + state.revision : '';
         fetch('wb-overlay.json' + since, { cache: 'no-store', credentials: 'same-origin' })
-            .then(function (response) { return response.ok ? response.json() : null; })
+            .then(function (response) {
+                if (!response.ok) { throw new Error('overlay ' + response.status); }
+                return response.json();
+            })
             .then(function (next) {
+                backoff = 0;
                 receive(next);
                 if (state.select && state.select.seq !== selectSeq && centre(state.select.name)) {
                     selectSeq = state.select.seq;
                 }
             })
-            .catch(function () {})
-            .then(function () { window.setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS); });
+            .catch(function () { backoff = Math.min(MAX_BACKOFF_MS, Math.max(2 * backoff, POLL_MS)); })
+            .then(function () {
+                var wait = document.hidden ? HIDDEN_POLL_MS : POLL_MS;
+                window.setTimeout(poll, Math.max(wait, backoff));
+            });
     }
 
     function onClick(event) {
