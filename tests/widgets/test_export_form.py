@@ -18,7 +18,7 @@ import workbench as wb
 import workbench.widgets.export_form as export_form
 from workbench.doctor import Finding
 from workbench.widgets import ExportForm
-from workbench.widgets._shapes import probe_finding
+from workbench.doctor.quick_probe import probe_finding
 from workbench.zoo.broken import baked_reshape
 from workbench.errors import ExportError
 from workbench.widgets.axes import AxesEditor

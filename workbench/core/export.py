@@ -237,11 +237,6 @@ def _extra_arguments(spec: ExportSpec | None, custom_translation_table: Any, cus
     return extra
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    """The cache record beside ``path`` if the files are still exactly what that export wrote."""
-    return files.read_sidecar(Path(path))
-
-
 def export(
     model: nn.Module,
     example_inputs: Any,

@@ -27,7 +27,8 @@ from workbench.core.probe import ProbeReport
 from workbench.core.spec import ExportSpec
 from workbench.errors import ExportError, WorkbenchError
 from workbench.widgets._base import SPINNER, Panel, Worker, error_html, shows_errors, warnings_html
-from workbench.widgets._shapes import EXPORTERS, probe_finding, probe_html, quick_probe, retried_html
+from workbench.doctor.quick_probe import EXPORTERS, probe_finding, quick_probe
+from workbench.widgets._shapes import probe_html, retried_html
 from workbench.widgets._traits import OnnxFile
 from workbench.widgets.axes import AxesEditor
 

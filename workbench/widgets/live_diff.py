@@ -30,7 +30,7 @@ from workbench.errors import InvalidInputError, WorkbenchError
 from workbench.viz import error_bars, error_histogram, values_scatter
 from workbench.widgets._base import LatestWorker, Panel, clipped_html, timings_html
 from workbench.widgets._figures import FigureSlot, ResizeNudge
-from workbench.widgets._shapes import explain_size_failure, exported_with, is_run_failure
+from workbench.doctor.quick_probe import explain_size_failure, exported_with, is_run_failure
 from workbench.widgets._traits import OnnxFile, checked_size, checked_tolerance, refused
 
 #: The largest batch the batch slider offers (the sequence slider goes to ``max_seq``).
