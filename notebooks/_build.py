@@ -2,6 +2,7 @@
 
     python notebooks/_build.py          # write notebooks/NN_name.ipynb from notebooks/src/NN_name.md
     python notebooks/_build.py --check  # exit 1 if a committed notebook differs from its source
+    python notebooks/_build.py 11 12    # only the notebooks whose names start with 11 or 12
 
 A source is Markdown. Each fenced block opened with ```` ```python ```` becomes a code cell (an
 optional ``tags=exercise,check`` after ``python`` sets the cell's tags); everything between code
@@ -99,6 +100,7 @@ def stale() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that the notebooks are up to date")
+    parser.add_argument("only", nargs="*", help="build only the sources whose names start with these prefixes")
     args = parser.parse_args(argv)
     if args.check:
         out_of_date = stale()
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name} is out of date: run python notebooks/_build.py", file=sys.stderr)
         return 1 if out_of_date else 0
     for source in sorted(SOURCES.glob("*.md")):
+        if args.only and not source.name.startswith(tuple(args.only)):
+            continue
         target_of(source).write_text(render(build(source)), encoding="utf-8")
         print(f"wrote {target_of(source).relative_to(HERE.parent)}")
     return 0

@@ -17,12 +17,14 @@ from torch import nn
 from workbench import zoo
 from workbench.core.case import ModelCase
 from workbench.core.bench import Measurement, benchmark
-from workbench.core.flops import Peak, graph_flops
+from workbench.core.flops import Peak, PeakSource, graph_flops
 from workbench.core.session import SessionConfig, open_session
 from workbench.core.sweep import SweepResult, sweep
 from workbench.errors import FeedError, InvalidInputError, ModelFileError
 
 FAST = {"warmup": 1, "runs": 3}
+#: A sweep's cells stop at this budget (the measurement itself is tested in test_paired.py).
+QUICK = {**FAST, "cell_budget_s": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -234,41 +236,70 @@ def test_sweep_rows_are_consistent(mlp: ModelCase, mlp_onnx: Path, tmp_path: Pat
     calls: list[tuple[int, int, str]] = []
     configs = [SessionConfig(intra_op_threads=1), SessionConfig(opt_level="disable", intra_op_threads=1)]
     result = sweep(mlp.model, mlp_onnx, batch_sizes=[1, 4], seq_lens=[None], configs=configs, input_factory=mlp.make_inputs,
-                   progress=lambda *a: calls.append(a), **FAST)
+                   progress=lambda *a: calls.append(a), **QUICK)
     assert isinstance(result, SweepResult) and not result.cancelled and not result.errors
+    # Cell by cell: at each shape eager and every config, measured in turns.
     assert [(r.config, r.batch) for r in result.rows] == [
-        ("eager", 1), ("eager", 4), ("CPU/all/t1", 1), ("CPU/all/t1", 4), ("CPU/disable/t1", 1), ("CPU/disable/t1", 4)]
-    assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)] and calls[2][2] == "CPU/all/t1 batch=1"
+        ("eager", 1), ("CPU/all/t1", 1), ("CPU/disable/t1", 1), ("eager", 4), ("CPU/all/t1", 4), ("CPU/disable/t1", 4)]
+    assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)] and calls[1][2] == "CPU/all/t1 batch=1"
     for row in result.rows:
-        eager = result.measurement("eager", row.batch)
         m = result.measurement(row.config, row.batch)
         assert row.p50 == m.p50 and row.p50 <= row.p90 <= row.p95 <= row.p99
         assert row.throughput == pytest.approx(row.batch / row.p50)
-        assert row.speedup == pytest.approx(eager.p50 / row.p50)
         assert row.flops == _mlp_flops(row.batch) and row.gflops == pytest.approx(row.flops / row.p50 / 1e9)
+        # at least 6 rounds (runs=3 -> the floor, paired.MIN_CI_ROUNDS) of 4 kept calls (block 5, first dropped)
+        assert row.rounds >= 6 and m.runs == row.rounds * 4 and row.stopped in ("tight", "budget", "max_rounds")
+        if row.config == "eager":
+            assert row.speedup == 1.0 and row.verdict is None and row.speedup_low is None
+            continue
+        ratio = result.ratios[(row.config, row.batch, None)]
+        assert (row.speedup, row.speedup_low, row.speedup_high) == (ratio.value, ratio.low, ratio.high)
+        assert row.speedup_low <= row.speedup <= row.speedup_high and ratio.n == row.rounds
+        assert row.verdict == ratio.verdict and row.clear == ratio.clear
     assert result.measurement("eager", 1).threads == 1  # eager follows the configs' thread count
     df = result.to_pandas()
-    assert len(df) == 6 and {"config", "batch", "seq", "p50", "speedup", "gflops", "error"} <= set(df.columns)
+    assert len(df) == 6 and {"config", "batch", "seq", "p50", "speedup", "speedup_low", "speedup_high", "verdict",
+                             "gflops", "error"} <= set(df.columns)
     back = pd.read_csv(result.to_csv(tmp_path / "sweep.csv"))
     assert list(back["p50"]) == pytest.approx(list(df["p50"]))
-    assert repr(result).startswith("SweepResult(6/6 cells)") and "CPU/disable/t1" in repr(result)
+    assert repr(result).startswith("SweepResult(6/6 cells") and "CPU/disable/t1" in repr(result)
+    assert "95% CI" in repr(result)
     table = result.speedups()
     assert list(table.index) == [1, 4] and list(table.columns) == ["-"]
-    assert table.loc[4, "-"] == pytest.approx(max(r.speedup for r in result.rows if r.batch == 4), abs=0.01)
-    peak = Peak(size=64, dtype="float32", threads=1, raw_times=(1e-3,))
+    assert table.loc[4, "-"] == pytest.approx(max(r.speedup for r in result.rows if r.batch == 4 and r.config != "eager"),
+                                              abs=0.01)
+    texts = result.speedups(with_ci=True)
+    assert texts.shape == (2, 1) and all("x [" in t for t in texts["-"])
+    assert result.precision == "float32"
+    assert "<table" in result._repr_html_()
+
+
+def test_of_peak_reads_the_matching_precision(mlp: ModelCase, mlp_onnx: Path) -> None:
+    result = sweep(mlp.model, mlp_onnx, batch_sizes=[2], configs=[SessionConfig(intra_op_threads=1)],
+                   input_factory=mlp.make_inputs, **QUICK)
+    int8 = PeakSource("int8 gemm", "int8", 64, 1, (1e-4,))
+    peak = Peak(size=64, dtype="float32", threads=1, raw_times=(1e-3, 2e-3), int8=int8)
     cells = result.of_peak(peak)
-    assert list(cells.columns) == ["config", "batch", "seq", "gflops", "p50 ms", "of peak"] and len(cells) == 6
-    assert cells["of peak"].iloc[0] == pytest.approx(cells["gflops"].iloc[0] / peak.gflops, abs=0.01)
+    assert list(cells.columns) == ["config", "batch", "seq", "precision", "gflops", "p50 ms", "of peak", "note"]
+    assert cells["of peak"].iloc[0] == pytest.approx(cells["gflops"].iloc[0] / peak.best_gflops, abs=0.01)
+    assert set(cells.precision) == {"float32"}
+    as_int8 = result.of_peak(peak, precision="int8")  # what an int8 graph's sweep does by itself
+    assert as_int8["of peak"].iloc[0] == pytest.approx(as_int8["gflops"].iloc[0] / int8.best, abs=0.01)
+    timed = sweep(mlp.model, mlp_onnx, batch_sizes=[1], input_factory=mlp.make_inputs, warmup=1, min_time=0.02)
+    assert all(r.stopped == "budget" for r in timed.rows)  # min_time: that long per target, no early stop
+    tiny = Peak(size=16, dtype="float32", threads=1, raw_times=(1.0,))  # 8 kFLOP/s: every cell is above it
+    above = result.of_peak(tiny)
+    assert above["of peak"].isna().all() and above["note"].str.startswith("above the measured float32 peak").all()
+    assert result.of_peak(tiny, precision="int8")["note"].eq("no int8 peak measured").all()
     with pytest.raises(InvalidInputError, match="peak must be a wb.Peak"):
         result.of_peak(3.0)
-    assert "<table" in result._repr_html_()
 
 
 def test_sweep_resizes_example_inputs_along_batch_and_seq(torch_export: Callable[..., Path]) -> None:
     bert = zoo.get("bert_like", smoke=True)
     path = torch_export("bert_like")
     result = sweep(bert.model, path, batch_sizes=[1, 2], seq_lens=[4, 8], include_eager=False,
-                   spec=bert.spec, example_inputs=bert.example_inputs, **FAST)
+                   spec=bert.spec, example_inputs=bert.example_inputs, **QUICK)
     assert not result.errors and [(r.batch, r.seq) for r in result.rows] == [(1, 4), (1, 8), (2, 4), (2, 8)]
     names = ("input_ids", "attention_mask", "token_type_ids")
     for row in result.rows:
@@ -287,7 +318,7 @@ def test_sweep_captures_failing_config_and_shape(mlp: ModelCase, mlp_onnx: Path)
 
     broken = SessionConfig(provider_options={"NopeExecutionProvider": {}})
     result = sweep(mlp.model, mlp_onnx, batch_sizes=[2, 3, 5], seq_lens=[None], configs=[SessionConfig(), broken],
-                   input_factory=factory, **FAST)
+                   input_factory=factory, **QUICK)
     assert not result.cancelled and len(result.rows) == 9
     by_cell = {(r.config, r.batch): r for r in result.rows}
     assert by_cell[("eager", 2)].ok and by_cell[("CPU/all", 2)].ok
@@ -312,12 +343,20 @@ def test_sweep_cancel_returns_partial_results(mlp: ModelCase, mlp_onnx: Path) ->
 
     result = sweep(mlp.model, mlp_onnx, batch_sizes=[1, 2], seq_lens=[None],
                    configs=[SessionConfig(), SessionConfig(opt_level="basic")],
-                   input_factory=mlp.make_inputs, progress=progress, cancel=stop, **FAST)
+                   input_factory=mlp.make_inputs, progress=progress, cancel=stop, **QUICK)
     assert result.cancelled and result.total == 6 and len(result.rows) == 3
-    assert [r.config for r in result.rows] == ["eager", "eager", "CPU/all"] and not result.errors
+    assert [r.config for r in result.rows] == ["eager", "CPU/all", "CPU/basic"] and not result.errors
     assert "3/6 cells, cancelled" in repr(result)
     nothing = sweep(mlp.model, mlp_onnx, batch_sizes=[1], input_factory=mlp.make_inputs, cancel=lambda: True, **FAST)
     assert nothing.cancelled and nothing.rows == []
+    checks = [0]
+
+    def fourth_check() -> bool:  # set between the blocks of the first cell: that cell is not kept
+        checks[0] += 1
+        return checks[0] >= 4
+
+    midway = sweep(mlp.model, mlp_onnx, batch_sizes=[1, 2], input_factory=mlp.make_inputs, cancel=fourth_check, **QUICK)
+    assert midway.cancelled and midway.rows == [] and checks[0] == 4
 
 
 @pytest.mark.parametrize(
@@ -331,6 +370,9 @@ def test_sweep_cancel_returns_partial_results(mlp: ModelCase, mlp_onnx: Path) ->
          r"dynamic input axes are \['batch'\], but the sweep needs 2"),
         ({"cancel": 3}, "cancel must be a threading.Event or a callable"),
         ({"runs": 0}, "runs must be an int >= 1"),
+        ({"block": 1}, "block must be an int >= 2"),
+        ({"cell_budget_s": 0}, "cell_budget_s must be a number of seconds > 0"),
+        ({"rel_ci": -0.1}, "rel_ci must be a number > 0"),
         ({"model": "not a module"}, "Expected a torch.nn.Module"),
     ],
 )

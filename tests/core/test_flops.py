@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -11,7 +12,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from workbench.core.flops import Peak, graph_flops, infer_shapes, machine_peak
+from workbench.core.flops import Peak, graph_flops, graph_precision, infer_shapes, machine_peak
+from workbench.core.peak import cpu_int8_extension
 from workbench.errors import InvalidInputError, ModelFileError
 
 
@@ -129,21 +131,47 @@ def test_bad_input_shapes_are_explained(mlp_onnx: Path) -> None:
         graph_flops(mlp_onnx.with_name("missing.onnx"), {"x": (2, 16)})
 
 
-def test_machine_peak_numbers_are_consistent_and_cached() -> None:
-    peak = machine_peak(size=128, repeats=5)
+def test_machine_peak_measures_float_both_ways_and_int8_and_is_cached() -> None:
+    peak = machine_peak(size=128, repeats=5, max_seconds=0.2)
     assert isinstance(peak, Peak) and 3 <= len(peak.raw_times) <= 5
-    assert peak.flops == 2 * 128**3
+    assert peak.flops == 2 * 128**3 and peak.dtype == "float32"
     assert peak.gflops == pytest.approx(peak.flops / float(np.median(peak.raw_times)) / 1e9)
     assert peak.best_gflops >= peak.gflops > 0
-    assert machine_peak(size=128, repeats=5) is peak
-    assert "GFLOP/s" in repr(peak) and "128x128" in repr(peak)
+    names = [s.name for s in peak.sources]
+    assert names == ["torch.matmul", "onnxruntime MatMul"] and peak.source in names
+    winner = next(s for s in peak.sources if s.name == peak.source)
+    assert winner.raw_times == peak.raw_times and peak.best_gflops == max(s.best for s in peak.sources)
+    assert all(s.threads == peak.threads and s.error is None for s in peak.sources)
+    assert peak.int8 is not None and peak.int8.dtype == "int8" and peak.int8.error is None
+    assert peak.int8_best_gops >= peak.int8_gops > 0
+    assert peak.int8_extension == cpu_int8_extension() and peak.vnni == bool(peak.int8_extension)
+    assert peak.best_for("float32") == peak.best_gflops and peak.best_for("int8") == peak.int8_best_gops
+    assert peak.best_for("float16") is None
+    assert machine_peak(size=128, repeats=5, max_seconds=0.2) is peak  # once per process
+    assert machine_peak(size=128, repeats=5, max_seconds=0.2, refresh=True) is not peak
+    assert "GFLOP/s" in repr(peak) and "128x128" in repr(peak) and "int8" in repr(peak)
+    assert list(peak.to_pandas().source) == [*names, "onnxruntime MatMulInteger u8s8"]
+
+
+def test_machine_peak_is_measured_once_across_threads() -> None:
+    got: list[Peak] = []
+    threads = [threading.Thread(target=lambda: got.append(machine_peak(size=48, repeats=3, max_seconds=0.0)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 3 and got[0] is got[1] is got[2]
 
 
 def test_machine_peak_stops_at_its_time_budget_and_restores_threads() -> None:
     before = torch.get_num_threads()
-    peak = machine_peak(size=64, repeats=50, max_seconds=0.0, threads=1)
-    assert len(peak.raw_times) == 3 and peak.threads == 1
+    peak = machine_peak(size=64, repeats=50, max_seconds=0.0, threads=1, int8=False)
+    assert len(peak.raw_times) == 3 and peak.threads == 1 and all(len(s.raw_times) == 3 for s in peak.sources)
+    assert peak.int8 is None and peak.int8_gops is None and peak.best_for("int8") is None
     assert torch.get_num_threads() == before
+    doubles = machine_peak(size=64, dtype="float64", repeats=3, max_seconds=0.0, int8=False)
+    assert [s.name for s in doubles.sources] == ["torch.matmul"] and doubles.best_for("float32") is None
 
 
 def test_machine_peak_rejects_bad_arguments() -> None:
@@ -153,3 +181,39 @@ def test_machine_peak_rejects_bad_arguments() -> None:
         machine_peak(size=0)
     with pytest.raises(InvalidInputError, match="repeats must be"):
         machine_peak(repeats=1)
+    with pytest.raises(InvalidInputError, match="threads must be"):
+        machine_peak(threads=0)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse avx2 avx512f avx512_vnni", "avx512_vnni"), ("fpu avx2 avx_vnni", "avx_vnni"), ("fpu sse avx2", ""),
+])
+def test_cpu_int8_extension_reads_the_flags(tmp_path: Path, flags: str, expected: str) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n")
+    assert cpu_int8_extension(info) == expected
+    assert cpu_int8_extension(tmp_path / "missing") is None
+
+
+def _matmul_model(weight: np.ndarray) -> onnx.ModelProto:
+    k, n = weight.shape
+    return _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_f("x", ["B", k])], "y", [("w", weight)])
+
+
+def test_graph_precision_tells_int8_from_float(tmp_path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = _matmul_model(np.random.default_rng(0).random((64, 64), dtype=np.float32))
+    assert graph_precision(fp32) == "float32"
+    onnx.save(fp32, tmp_path / "fp32.onnx")
+    quantize_dynamic(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", weight_type=QuantType.QInt8)
+    ops = {n.op_type for n in onnx.load(tmp_path / "int8.onnx").graph.node}
+    assert "MatMulInteger" in ops and graph_precision(tmp_path / "int8.onnx") == "int8"
+    assert graph_precision(_matmul_model(np.zeros((64, 64), np.float16))) == "float16"
+    qlinear = _model([helper.make_node("QLinearMatMul", ["a", "s", "z", "b", "s", "z", "s", "z"], ["y"])],
+                     [_f("a", [2, 2])], "y")
+    assert graph_precision(qlinear) == "int8"
+    inner = helper.make_graph([helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"])], "then", [],
+                              [helper.make_tensor_value_info("q", TensorProto.UINT8, None)])
+    branch = helper.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner)
+    assert graph_precision(_model([branch], [_f("x", [2])], "y")) == "int8"  # found inside a subgraph

@@ -56,6 +56,20 @@ def test_an_unsteady_trend_and_a_flat_one():
     assert "no speed-ups" in tutorial.describe_speedups(SweepResult())
 
 
+def test_a_cell_whose_interval_holds_one_is_not_called_slower():
+    """A sweep cell whose best config's 95% interval holds 1 has no winner: the sentence says so."""
+    result = _sweep({(1, None): 2.0, (8, None): 2.0}, {(1, None): 1.0, (8, None): 2.2})
+    slow = next(r for r in result.rows if r.config != EAGER and r.batch == 8)
+    slow.speedup_low, slow.speedup_high, slow.verdict = 0.7, 1.2, "no clear difference"
+    text = tutorial.describe_speedups(result)
+    assert "Eager PyTorch was faster" not in text
+    assert "At batch 8 (0.91x) this run shows no clear difference" in text
+    fast = next(r for r in result.rows if r.config != EAGER and r.batch == 1)
+    fast.verdict = "faster"
+    slow.verdict = "slower"
+    assert "Eager PyTorch was faster at: batch 8 (0.91x)." in tutorial.describe_speedups(result)
+
+
 def _m(label: str, p50: float) -> Measurement:
     m = Measurement(label=label, raw_times=[p50] * 5)
     assert m.p50 == pytest.approx(p50)

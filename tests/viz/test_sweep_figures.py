@@ -69,6 +69,25 @@ def test_speedup_figure_bars_equal_the_rows_speedups():
     assert list(fig.data[0].y) == pytest.approx([r.speedup for r in rows])
     assert list(fig.data[0].x) == [f"b={r.batch}<br>s={r.seq}" for r in rows]  # two short lines: level labels
     assert fig.layout.shapes[0].y0 == 1.0
+    assert fig.data[0].error_y.array is None and "whiskers" not in fig.layout.title.subtitle.text  # no intervals
+
+
+def test_speedup_figure_draws_intervals_and_marks_unclear_cells():
+    rows = [SweepRow("eager", b, None, p50=1e-3, speedup=1.0) for b in (1, 2, 4)]
+    rows += [SweepRow("CPU/all", 1, None, p50=5e-4, speedup=2.0, speedup_low=1.8, speedup_high=2.3, verdict="faster"),
+             SweepRow("CPU/all", 2, None, p50=1e-3, speedup=1.02, speedup_low=0.9, speedup_high=1.2,
+                      verdict="no clear difference"),
+             SweepRow("CPU/all", 4, None, p50=2e-3, speedup=0.5, speedup_low=0.2, speedup_high=float("inf"),
+                      verdict="no clear difference")]
+    fig = viz.speedup_figure(SweepResult(rows=rows, total=6))
+    bars = fig.data[0]
+    assert list(bars.x) == ["b=1", "b=2", "b=4"] and list(bars.y) == pytest.approx([2.0, 1.02, 0.5])
+    assert list(bars.error_y.array) == pytest.approx([0.3, 0.18, 4.0 - 0.5])  # an unbounded top is cut at 2x the top bar
+    assert list(bars.error_y.arrayminus) == pytest.approx([0.2, 0.12, 0.3])
+    assert bars.meta["unclear"] == [False, True, True]
+    assert list(bars.marker.pattern.shape) == ["", "/", "/"] and list(bars.marker.opacity) == [1.0, 0.45, 0.45]
+    assert list(bars.text) == ["2.00x", "1.02x<br>unclear", "0.50x<br>unclear"]
+    assert "no clear difference" in fig.layout.title.subtitle.text and "95% interval" in fig.layout.title.subtitle.text
 
 
 def test_sweep_figures_with_nothing_to_draw_say_so():

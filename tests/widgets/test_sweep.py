@@ -30,7 +30,7 @@ def test_parse_sizes() -> None:
 
 def _sweep(mlp: wb.ModelCase, onnx_model: Path | str, spec: wb.ExportSpec) -> LatencySweep:
     sweep = LatencySweep(mlp.model, onnx_model, spec=spec, example_inputs=mlp.example_inputs, batch_sizes=(1, 2),
-                         runs=2, warmup=0)
+                         runs=2, warmup=0, cell_budget_s=0.2)
     assert sweep.seq_lens == [None] and sweep.seq_field.value == "none"  # the MLP has no sequence axis
     assert sweep.batch_sizes == [1, 2] and sweep.batch_field.value == "1, 2"
     return sweep
@@ -59,12 +59,13 @@ def test_a_run_fills_plots_table_and_csv(mlp: wb.ModelCase, mlp_onnx: Path, mlp_
     assert sweep.wait(WAIT_S) and sweep.state == "done", sweep.error
     result = sweep.result
     assert len(result.rows) == 6 and not result.errors and not result.cancelled  # 2 batches x (eager + 2 levels)
-    assert partials == [1, 2, 3, 4, 5, 6] and threads == ["workbench-sweep"]
+    assert partials == [3, 6] and threads == ["workbench-sweep"]  # after each cell (eager + 2 levels in turns)
     assert sweep.progress.value == sweep.progress.max == 6
     configs = {t.meta["config"] for t in sweep.latency.data if t.meta and t.meta.get("kind") == "p50"}
     assert configs == {"eager", "CPU/all", "CPU/disable"}
     assert {t.name for t in sweep.speedup.data} == {"CPU/all", "CPU/disable"}
-    assert "CPU/disable" in sweep.table.value and "p50 (ms)" in sweep.table.value
+    assert "CPU/disable" in sweep.table.value and "p50 (ms)" in sweep.table.value and "95% CI" in sweep.table.value
+    assert "in turns" in sweep.children[1].children[1].value and "stable verdict" in sweep.children[1].children[1].value
     frame = sweep.to_pandas()
     assert isinstance(frame, pd.DataFrame) and len(frame) == 6
     sweep.csv_out.value = str(tmp_path / "out.csv")
@@ -170,7 +171,8 @@ def test_the_sweep_runs_again_and_again_with_other_sizes(tc_onnx: Path, monkeypa
     """Run 2 of the default grid (two seq lengths) failed: its first live redraw has one subplot."""
     monkeypatch.setattr(sweep_module, "LIVE_REDRAW_S", 0.0)  # redraw after every cell, as a slow sweep does
     case = wb.zoo.get("text_classifier", smoke=True)
-    sweep = LatencySweep.from_case(case, tc_onnx, batch_sizes=[1, 2], seq_lens=[8, 16], runs=1, warmup=0)
+    sweep = LatencySweep.from_case(case, tc_onnx, batch_sizes=[1, 2], seq_lens=[8, 16], runs=1, warmup=0,
+                                   cell_budget_s=0.1)
     for seqs in ([8, 16], [8, 16], [8], [4, 8, 16]):
         sweep.seq_lens = seqs
         sweep.run_button.click()
@@ -203,12 +205,13 @@ def test_the_table_is_in_milliseconds_and_a_failure_is_cut_at_a_word() -> None:
     cause = "IndexError: index out of range in self " + "and a very long explanation " * 12
     rows = [wb.SweepRow("eager", 1, None, p50=0.0009362, p90=0.00101, p95=0.00105, p99=0.0011, throughput=1068.0),
             wb.SweepRow("CPU/all", 1, None, p50=0.0012, p90=0.0013, p95=0.0014, p99=0.0015, throughput=833.0,
-                        speedup=0.78, noisy=True),
+                        speedup=0.78, speedup_low=0.6, speedup_high=1.1, verdict="no clear difference", noisy=True),
             wb.SweepRow("CPU/basic", 1, None, error=cause)]
     html = sweep_module.sweep_table_html(wb.SweepResult(rows=rows, total=3))
     assert "p50 (ms)" in html and "0.936" in html and "1.200" in html
     assert " us" not in html and " ms<" not in html  # one unit, said once in the header
     assert "noisy" in html and "title=" in html  # the note explains itself on hover
+    assert "[0.60, 1.10]" in html and "no clear difference" in html
     shown = html.split("failed: ")[1].split("<details")[0]
     assert shown.endswith("\u2026") and shown[:-1].split()[-1] in cause.split()  # cut after a whole word
     assert "<details" in html and cause.strip() in html  # the full text a click away

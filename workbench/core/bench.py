@@ -30,7 +30,8 @@ from workbench.core.measurement import NOISE_THRESHOLD, Measurement
 from workbench.core.session import SessionConfig, open_session
 from workbench.errors import InvalidInputError, WorkbenchError, describe
 
-__all__ = ["DEFAULT_RUNS", "NOISE_THRESHOLD", "Measurement", "benchmark", "check_budget", "torch_threads"]
+__all__ = ["DEFAULT_RUNS", "NOISE_THRESHOLD", "Measurement", "benchmark", "check_budget", "module_call", "timing_error",
+           "torch_threads"]
 
 DEFAULT_RUNS = 50
 
@@ -128,7 +129,7 @@ def _synchronized(call: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def _module_call(model: nn.Module, inputs: Any) -> Callable[[], Any]:
+def module_call(model: nn.Module, inputs: Any) -> Callable[[], Any]:
     """A no-argument call of ``model`` on ``inputs`` (positional, or keyword from a dict)."""
     if isinstance(inputs, Mapping):
         kwargs = {k: _to_tensor(v) for k, v in inputs.items()}
@@ -228,7 +229,7 @@ def benchmark(
                                     f"{type(target).__name__}.")
         if isinstance(target, nn.Module):
             _check_not_empty(inputs)
-            call, name = _module_call(target, inputs), label or f"eager:{type(target).__name__}"
+            call, name = module_call(target, inputs), label or f"eager:{type(target).__name__}"
         else:
             call, name = _callable_call(target, inputs), label or getattr(target, "__name__", "call")
         # A module runs with TORCH_LOCK shared: never while an export has it (see core/_locks.py).
@@ -255,9 +256,17 @@ def _run_guarded(call: Callable[[], Any], warmup: int, runs: int | None, min_tim
     except WorkbenchError:
         raise
     except Exception as exc:
-        if session is not None:  # ONNX Runtime's own error: say which input or node, and what to do
-            raise explain_run_error(exc, session, feed) from exc
-        raise InvalidInputError(
-            f"{name} failed while being timed: {type(exc).__name__}: {str(exc).strip()[:800]}. "
-            "Run it once by hand on the same inputs to check they fit the model."
-        ) from exc
+        raise timing_error(exc, name, session=session, feed=feed) from exc
+
+
+def timing_error(exc: BaseException, name: str, *, session: ort.InferenceSession | None = None,
+                 feed: Any = None) -> WorkbenchError:
+    """The ``WorkbenchError`` to raise for ``exc`` from a timed call of ``name`` (as it is if it is one)."""
+    if isinstance(exc, WorkbenchError):
+        return exc
+    if session is not None:  # ONNX Runtime's own error: say which input or node, and what to do
+        return explain_run_error(exc, session, feed)
+    return InvalidInputError(
+        f"{name} failed while being timed: {type(exc).__name__}: {str(exc).strip()[:800]}. "
+        "Run it once by hand on the same inputs to check they fit the model."
+    )

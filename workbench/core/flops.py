@@ -3,25 +3,21 @@
 ``graph_flops`` counts the multiply-adds of the matrix products and convolutions in the main
 graph (2 FLOPs per multiply-add; bias adds, activations and normalisations are not counted),
 using ONNX shape inference on a light copy of the model whose inputs have the concrete shapes.
-``machine_peak`` times a square matmul to say how many GFLOP/s this machine can do, so an
-achieved GFLOP/s figure can be read against it.
+``graph_precision`` says whether a graph computes in float or int8, so an achieved rate is read
+against the matching peak; ``machine_peak`` (``peak.py``, re-exported here) measures them.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import statistics
-import time
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import onnx
 
 from workbench.core._checks import is_int
-from workbench.core._format import esc, fmt_time
 from workbench.core._io import OnnxModel, load_model
 from workbench.core.graph import graph_inputs
+from workbench.core.peak import Peak, PeakSource, machine_peak  # measured here once; re-exported
 from workbench.errors import InvalidInputError, ModelFileError, describe
 
 Shape = tuple[int | None, ...]
@@ -277,108 +273,40 @@ def graph_flops(onnx_model: OnnxModel, input_shapes: Mapping[str, Sequence[int]]
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine peak
+# The data type the graph computes its products in
 # ---------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Peak:
-    """A measured GEMM peak: ``size`` x ``size`` matmuls of ``dtype`` on ``threads`` threads."""
-
-    size: int
-    dtype: str
-    threads: int
-    raw_times: tuple[float, ...]
-
-    @property
-    def flops(self) -> int:
-        """FLOPs of one matmul: ``2 * size**3``."""
-        return 2 * self.size**3
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.raw_times)
-
-    @property
-    def gflops(self) -> float:
-        """GFLOP/s at the median time."""
-        return self.flops / self.median / 1e9
-
-    @property
-    def best_gflops(self) -> float:
-        """GFLOP/s at the fastest time."""
-        return self.flops / min(self.raw_times) / 1e9
-
-    def __repr__(self) -> str:
-        return (
-            f"Peak({self.gflops:.1f} GFLOP/s median, {self.best_gflops:.1f} best; {self.size}x{self.size} "
-            f"{self.dtype} matmul on {self.threads} threads, {len(self.raw_times)} repeats, "
-            f"median {fmt_time(self.median)})"
-        )
-
-    def _repr_html_(self) -> str:
-        return f"<code>{esc(repr(self))}</code>"
+#: Ops that mark a graph as computing its products in int8 (ONNX Runtime's dynamic and static
+#: quantization, ONNX's integer ops).
+INT8_OPS: frozenset[str] = frozenset({
+    "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+    "QLinearMatMul", "QLinearConv", "QGemm", "QAttention", "QLinearAdd", "QLinearMul", "DynamicQuantizeLSTM",
+})
 
 
-def _torch_dtype(dtype: Any) -> Any:
-    import numpy as np
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        result = dtype
-    else:
-        try:
-            result = torch.from_numpy(np.zeros(1, dtype=np.dtype(dtype))).dtype
-        except TypeError as exc:
-            raise InvalidInputError(
-                f"dtype must be a numpy or torch floating dtype such as 'float32', received {dtype!r}."
-            ) from exc
-    if not result.is_floating_point:
-        raise InvalidInputError(
-            f"machine_peak times a floating-point matmul, received dtype {dtype!r}. Use float32 or float64."
-        )
-    return result
+def graph_precision(onnx_model: OnnxModel) -> str:
+    """``"int8"`` when the graph (subgraphs included) has an integer product or quantize op
+    (``MatMulInteger``, ``DynamicQuantizeLinear``, ``QLinear*``...), ``"float16"`` when its matrix
+    products take float16 weights, else ``"float32"``: the peak an achieved rate is read against."""
+    model = _as_proto(onnx_model)
+    ops = {node.op_type for node in _all_nodes(model.graph)}
+    if ops & INT8_OPS or any(op.startswith("QLinear") for op in ops):
+        return "int8"
+    halves = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    counted = [n for n in _all_nodes(model.graph) if n.op_type in COUNTED_OPS]
+    if halves and any(name in halves for n in counted for name in n.input):
+        return "float16"
+    return "float32"
 
 
-def machine_peak(
-    *, size: int = 1024, dtype: Any = "float32", threads: int | None = None, repeats: int = 10,
-    max_seconds: float = 1.5,
-) -> Peak:
-    """Measure this machine's matmul peak with ``torch.mm`` (cached per process and arguments).
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                nodes.extend(_all_nodes(sub))
+    return nodes
 
-    Runs two warm-up matmuls, then up to ``repeats`` timed ones, stopping early (after at
-    least three) once ``max_seconds`` is spent. ``threads`` defaults to torch's current count.
-    """
-    import torch
-
-    if not is_int(size, 16):
-        raise InvalidInputError(f"size must be an int >= 16, received {size!r}. Try 1024.")
-    if not isinstance(repeats, int) or repeats < 3:
-        raise InvalidInputError(f"repeats must be an int >= 3, received {repeats!r}.")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidInputError(f"threads must be an int >= 1 or None, received {threads!r}.")
-    torch_dtype = _torch_dtype(dtype)
-    return _machine_peak(size, str(torch_dtype).replace("torch.", ""), threads or torch.get_num_threads(),
-                         repeats, float(max_seconds))
-
-
-@functools.lru_cache(maxsize=16)
-def _machine_peak(size: int, dtype: str, threads: int, repeats: int, max_seconds: float) -> Peak:
-    import torch
-
-    from workbench.core.bench import torch_threads  # holds TORCH_LOCK while the count is changed
-
-    with torch_threads(threads):
-        generator = torch.Generator().manual_seed(0)
-        a = torch.randn(size, size, generator=generator).to(getattr(torch, dtype))
-        b = torch.randn(size, size, generator=generator).to(getattr(torch, dtype))
-        out = torch.empty_like(a)
-        for _ in range(2):
-            torch.mm(a, b, out=out)
-        times: list[float] = []
-        deadline = time.perf_counter() + max_seconds
-        while len(times) < repeats and (len(times) < 3 or time.perf_counter() < deadline):
-            start = time.perf_counter_ns()
-            torch.mm(a, b, out=out)
-            times.append((time.perf_counter_ns() - start) / 1e9)
-    return Peak(size=size, dtype=dtype, threads=threads, raw_times=tuple(times))
+__all__ = ["COUNTED_OPS", "INT8_OPS", "Peak", "PeakSource", "graph_flops", "graph_precision", "infer_shapes",
+           "machine_peak", "node_flops"]

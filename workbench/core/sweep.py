@@ -1,39 +1,49 @@
 """``sweep()``: latency of eager PyTorch and ONNX Runtime configs over batch sizes and sequence
-lengths, one ``benchmark()`` per cell, with failures kept as rows and a cooperative cancel.
+lengths. Each cell (batch, seq) measures eager and every config interleaved in short blocks
+(``sweep_cells.py`` on ``paired.py``), so each speed-up is a ratio taken under the same machine
+conditions, with a bootstrap confidence interval and a verdict; failures are kept as rows and a
+cooperative cancel stops between blocks.
 
-The rows and the result live in ``sweep_results.py``; each cell is timed by ``bench.benchmark``.
+The rows and the result live in ``sweep_results.py``.
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
-from pathlib import Path
+import math
 from typing import Any, Callable, Sequence
 
 import onnx
 import torch
 from torch import nn
 
-from workbench.core._checks import is_int
+from workbench.core._checks import is_int, is_number
 from workbench.core._io import OnnxModel, check_onnx_path, load_model
-from workbench.core.bench import Measurement, benchmark, check_budget
+from workbench.core.bench import check_budget
 from workbench.core.cancel import Cancel, check_cancel, is_cancelled
 from workbench.core.feeds import by_graph_name
-from workbench.core.flops import graph_flops
+from workbench.core.flops import graph_flops, graph_precision
 from workbench.core.graph import graph_inputs
 from workbench.core.inputs import as_input_tuple, axis_symbols, check_module, resize_batch_seq
+from workbench.core.paired import MIN_CI_ROUNDS
 from workbench.core.session import SessionConfig, open_session
 from workbench.core.spec import ExportSpec
+from workbench.core.sweep_cells import Cell, Knobs, Recorder, SweepProgress, Target, measure_cell
 from workbench.core.sweep_results import EAGER, SweepResult, SweepRow, fill_speedups
 from workbench.errors import InvalidInputError, describe
 
 __all__ = ["EAGER", "SweepProgress", "SweepResult", "SweepRow", "sweep"]
 
-SWEEP_RUNS = 20
-
-#: ``progress(done, total, label)``: called after each cell of a sweep.
-SweepProgress = Callable[[int, int, str], Any]
+#: Kept calls per target and cell, at least (with ``block=5``: 6 rounds; see ``paired.MIN_CI_ROUNDS``).
+SWEEP_RUNS = 24
+#: The least number of rounds a cell runs, whatever ``runs`` says: fewer give no interval.
+MIN_ROUNDS = MIN_CI_ROUNDS
+#: Seconds a cell may take (all its targets together) before it stops without a tight interval.
+CELL_BUDGET_S = 2.0
+#: A cell stops early once every speed-up's 95% interval is within this fraction each side.
+REL_CI = 0.05
+BLOCK = 5
+MAX_ROUNDS = 200
 InputFactory = Callable[..., Any]
 
 
@@ -108,24 +118,14 @@ def _eager_threads(configs: list[tuple[str, SessionConfig]], threads: int | None
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Cell:
-    batch: int
-    seq: int | None
-    inputs: tuple[torch.Tensor, ...] | None = None
-    feed: dict[str, torch.Tensor] | None = None
-    flops: int | None = None
-    error: BaseException | None = None
-
-
 def _prepare_cells(
     shapes: list[tuple[int, int | None]], make: Callable[[int, int | None], tuple[torch.Tensor, ...]],
     proto: onnx.ModelProto, spec: ExportSpec | None,
-) -> list[_Cell]:
+) -> list[Cell]:
     names = [v.name for v in graph_inputs(proto.graph)]
     cells = []
     for b, s in shapes:
-        cell = _Cell(b, s)
+        cell = Cell(b, s)
         try:
             cell.inputs = make(b, s)
             cell.feed = by_graph_name(cell.inputs, names, spec.input_names if spec is not None else ())
@@ -140,50 +140,40 @@ def _prepare_cells(
     return cells
 
 
-def _error_text(stage: str, exc: BaseException) -> str:
-    return f"{stage}: {type(exc).__name__}: {str(exc).strip()}"
+def _knobs(warmup: int, runs: int | None, min_time: float | None, block: Any, cell_budget_s: Any, rel_ci: Any,
+           n_targets: int, eager_threads: int | None) -> Knobs:
+    """How each cell is measured: ``runs`` kept calls per target at least, then until the intervals are
+    within ``rel_ci`` or ``cell_budget_s`` is spent; ``min_time`` instead: that long per target, no early stop."""
+    if not is_int(block, 2):
+        raise InvalidInputError(f"block must be an int >= 2 (each block's first call is dropped), received {block!r}.")
+    if not (is_number(cell_budget_s) and cell_budget_s > 0):
+        raise InvalidInputError(f"cell_budget_s must be a number of seconds > 0, received {cell_budget_s!r}. Try 2.")
+    if not (is_number(rel_ci) and rel_ci > 0):
+        raise InvalidInputError(f"rel_ci must be a number > 0 (0.05: within 5% each side), received {rel_ci!r}.")
+    if min_time is not None:
+        return Knobs(warmup, block, MIN_ROUNDS, 10**9, min_time * max(1, n_targets), 1e-12, eager_threads)
+    min_rounds = max(MIN_ROUNDS, math.ceil(runs / (block - 1)))  # type: ignore[operator]
+    return Knobs(warmup, block, min_rounds, max(min_rounds, MAX_ROUNDS), float(cell_budget_s), float(rel_ci),
+                 eager_threads)
 
 
-class _Recorder:
-    """Collects rows, measurements and exceptions and reports progress."""
-
-    def __init__(self, total: int, progress: SweepProgress | None, on_row: Callable[[SweepResult], Any] | None = None) -> None:
-        self.result = SweepResult(total=total)
-        self.progress = progress
-        self.on_row = on_row
-
-    def add(self, label: str, cell: _Cell, measurement: Measurement | None, error: tuple[str, BaseException] | None) -> None:
-        key = (label, cell.batch, cell.seq)
-        if measurement is not None:
-            self.result.rows.append(SweepRow.from_measurement(label, cell.batch, cell.seq, measurement))
-            self.result.measurements[key] = measurement
-        else:
-            stage, exc = error  # type: ignore[misc]
-            self.result.rows.append(SweepRow(label, cell.batch, cell.seq, error=_error_text(stage, exc)))
-            self.result.exceptions[key] = exc
-        if self.progress is not None:
-            seq = f" seq={cell.seq}" if cell.seq is not None else ""
-            self.progress(len(self.result.rows), self.result.total, f"{label} batch={cell.batch}{seq}")
-        if self.on_row is not None:
-            fill_speedups(self.result.rows)
-            self.on_row(self.result)
+def _cells_of(path: Any, batches: list[int | None], seqs: list[int | None],
+              make: Callable[[int, int | None], tuple[torch.Tensor, ...]], spec: ExportSpec | None
+              ) -> tuple[list[Cell], str]:
+    """The grid's cells (inputs, feeds, FLOPs) and the graph's precision, from one read of the graph."""
+    proto = load_model(path, load_external_data=False)
+    return _prepare_cells([(b, s) for b in batches for s in seqs], make, proto, spec), graph_precision(proto)
 
 
-def _measure(target: Any, label: str, cell: _Cell, rec: _Recorder, open_error: BaseException | None,
-             **kwargs: Any) -> None:
-    if cell.error is not None:
-        rec.add(label, cell, None, ("inputs", cell.error))
-        return
-    if open_error is not None:
-        rec.add(label, cell, None, ("session", open_error))
-        return
-    inputs = cell.inputs if label == EAGER else cell.feed
-    try:
-        m = benchmark(target, inputs, label=label, batch_size=cell.batch, flops=cell.flops, **kwargs)
-    except Exception as exc:  # captured as a row: one failing cell does not stop the sweep
-        rec.add(label, cell, None, ("run", exc))
-    else:
-        rec.add(label, cell, m, None)
+def _open_targets(path: Any, labelled: list[tuple[str, SessionConfig]], include_eager: bool) -> list[Target]:
+    """Eager (first) and one session per config, all open for the whole sweep (they run in turns)."""
+    targets = [Target(EAGER, None)] if include_eager else []
+    for label, config in labelled:
+        try:
+            targets.append(Target(label, config, session=open_session(path, config)))
+        except Exception as exc:  # captured: every shape of this config becomes an error row
+            targets.append(Target(label, config, open_error=exc))
+    return targets
 
 
 def sweep(
@@ -204,19 +194,28 @@ def sweep(
     progress: SweepProgress | None = None,
     cancel: Cancel = None,
     on_row: Callable[[SweepResult], Any] | None = None,
+    cell_budget_s: float = CELL_BUDGET_S,
+    rel_ci: float = REL_CI,
+    block: int = BLOCK,
 ) -> SweepResult:
     """Time eager ``model`` and ``onnx_model`` (a path) under each ``SessionConfig`` (default: one
     ``SessionConfig()``) at every (batch, seq) in ``batch_sizes`` x ``seq_lens``.
 
+    In each cell, eager and every config run in turns, ``block`` calls at a time (each block's first
+    call dropped), ``warmup`` untimed calls each first: at least ``runs`` kept calls per target
+    (default 24), then more rounds until every speed-up's 95% bootstrap interval is within
+    ``rel_ci`` each side or the cell has run ``cell_budget_s`` seconds (``min_time`` instead:
+    about that many seconds per target, no early stop). A speed-up whose interval holds 1.0 is
+    marked "no clear difference" (``SweepRow.verdict``).
+
     Inputs come from ``input_factory(batch=, seq=)`` (e.g. ``case.make_inputs``), or from
     ``example_inputs`` resized along the spec's first (batch) and second (sequence) dynamic-axis
     symbols; ``seq_lens=[None]`` for models without a sequence axis. One session per config is
-    opened, reused across the shapes and released before the next. Eager runs with ``threads``
-    torch threads (default: the configs' common ``intra_op_threads``, else torch's current
-    count). ``progress(done, total, label)`` is called after each cell. ``cancel`` (an Event or a
-    callable) is checked before each cell; once set, the rows so far are returned with
-    ``cancelled=True``. A cell that fails becomes a row with ``error`` set; nothing is raised for
-    it. ``on_row(result)`` gets the ``SweepResult`` so far (speedups filled) after each cell.
+    opened for the whole sweep. Eager runs with ``threads`` torch threads (default: the configs'
+    common ``intra_op_threads``, else torch's current count). ``progress(done, total, label)`` is
+    called after each row; ``on_row(result)`` gets the ``SweepResult`` so far after each cell.
+    ``cancel`` (an Event or a callable) is checked before each block; once set, the complete cells
+    so far are returned with ``cancelled=True``. A failed cell is a row with ``error`` set.
     """
     if include_eager:
         check_module(model)
@@ -228,44 +227,25 @@ def sweep(
         raise InvalidInputError("Nothing to measure: configs is empty and include_eager=False. Pass a SessionConfig.")
     check_cancel(cancel)
     runs, min_time = check_budget(warmup, runs, min_time, default_runs=SWEEP_RUNS)
-    make = _input_maker(input_factory, spec, example_inputs, seqs)
-    proto = load_model(path, load_external_data=False)
-    cells = _prepare_cells([(b, s) for b in batches for s in seqs], make, proto, spec)
-    del proto
-    plan: list[tuple[str, SessionConfig | None]] = ([(EAGER, None)] if include_eager else []) + list(labelled)
-    eager_threads = _eager_threads(labelled, threads)
-    rec = _Recorder(len(plan) * len(cells), progress, on_row)
-    for label, config in plan:
-        budget = {"warmup": warmup, "runs": runs, "min_time": min_time,
-                  "threads": eager_threads if config is None else None}
-        if not _sweep_one(model, path, label, config, cells, rec, cancel, **budget):
-            break
+    knobs = _knobs(warmup, runs, min_time, block, cell_budget_s, rel_ci, len(labelled) + include_eager,
+                   _eager_threads(labelled, threads))
+    cells, precision = _cells_of(path, batches, seqs, _input_maker(input_factory, spec, example_inputs, seqs), spec)
+    rec = Recorder((len(labelled) + include_eager) * len(cells), progress, on_row, precision)
+    targets = _open_targets(path, labelled, include_eager) if not is_cancelled(cancel) else []
+    return _run(model, cells, targets, knobs, rec, cancel)
+
+
+def _run(model: nn.Module | None, cells: list[Cell], targets: list[Target], knobs: Knobs, rec: Recorder,
+         cancel: Cancel) -> SweepResult:
+    """Measure the cells one after the other; the sessions are released at the end."""
+    try:
+        for cell in cells:
+            if not targets or is_cancelled(cancel) or not measure_cell(model, cell, targets, knobs, rec, cancel):
+                break
+    finally:
+        targets.clear()
+        gc.collect()
     result = rec.result
     result.cancelled = len(result.rows) < result.total
     fill_speedups(result.rows)
     return result
-
-
-def _sweep_one(model: nn.Module | None, path: Path, label: str, config: SessionConfig | None, cells: list[_Cell],
-               rec: _Recorder, cancel: Cancel, **kwargs: Any) -> bool:
-    """All shapes of one config (or of eager) on one session, released at the end.
-
-    Returns ``False`` if cancelled before the last shape."""
-    if is_cancelled(cancel):
-        return False
-    target: Any = model
-    open_error: BaseException | None = None
-    if config is not None:
-        try:
-            target = open_session(path, config)
-        except Exception as exc:  # captured: every shape of this config becomes an error row
-            target, open_error = None, exc
-    try:
-        for cell in cells:
-            if is_cancelled(cancel):
-                return False
-            _measure(target, label, cell, rec, open_error, **kwargs)
-    finally:
-        del target
-        gc.collect()
-    return True

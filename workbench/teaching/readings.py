@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from workbench.core.sweep_results import EAGER, UNCLEAR
+
 #: Ratios within this fraction of each other are called "about the same" (timing noise on a busy machine).
 SAME_WITHIN = 0.10
 
@@ -58,11 +60,31 @@ def describe_speedups(result: Any) -> str:
             head += f" So here the speed-up {trends[0]} as the batch grew from {first} to {last}."
         else:
             head += " So here the trend depends on the sequence length."
-    slower = [(b, s, float(v)) for b in batches for s, v in table.loc[b].items() if v == v and v < 1.0]
+    unclear = _unclear_cells(result)
+    slower = [(b, s, float(v)) for b in batches for s, v in table.loc[b].items()
+              if v == v and v < 1.0 and (b, s) not in unclear]
     if slower:
-        cells = ", ".join(f"batch {b}{f' x {_seq_text(s)}' if _seq_text(s) else ''} ({v:.2f}x)" for b, s, v in slower)
-        head += f" Eager PyTorch was faster at: {cells}."
+        head += f" Eager PyTorch was faster at: {_cells_text(slower)}."
+    shown = [(b, s, float(v)) for b in batches for s, v in table.loc[b].items() if v == v and (b, s) in unclear]
+    if shown:
+        head += (f" At {_cells_text(shown)} this run shows no clear difference (the 95% interval of the best "
+                 "config's speed-up holds 1): do not read a winner there.")
     return head + _noise_note(result)
+
+
+def _cells_text(cells: list[tuple[Any, Any, float]]) -> str:
+    return ", ".join(f"batch {b}{f' x {_seq_text(s)}' if _seq_text(s) else ''} ({v:.2f}x)" for b, s, v in cells)
+
+
+def _unclear_cells(result: Any) -> set[tuple[Any, Any]]:
+    """Cells whose fastest ONNX Runtime config has a speed-up interval that holds 1 (no clear difference)."""
+    best: dict[tuple[Any, Any], Any] = {}
+    for row in result.rows:
+        if row.ok and row.speedup is not None and row.config != EAGER:
+            key = (row.batch, "-" if row.seq is None else row.seq)  # the table's column for no sequence axis
+            if key not in best or row.speedup > best[key].speedup:
+                best[key] = row
+    return {key for key, row in best.items() if getattr(row, "verdict", None) == UNCLEAR}
 
 
 def _noise_note(result: Any) -> str:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.core.sweep import EAGER, SweepResult, SweepRow
+from workbench.core.sweep_results import UNCLEAR
 from workbench.viz._common import MUTED_COLOR, color, empty_figure, expect, layout, ms
 
 _MAX_COLS = 3
@@ -120,8 +121,25 @@ def _panel(fig: go.Figure, result: SweepResult, rows: list[SweepRow], configs: l
     return line_top, band_top
 
 
+def _whiskers(rows: list[SweepRow], cap: float) -> dict[str, Any] | None:
+    """Error bars from each row's 95% interval (None when no row has one); an unbounded top is cut at ``cap``."""
+    if not any(r.speedup_low is not None for r in rows):
+        return None
+    up = [min(r.speedup_high, cap) - r.speedup if r.speedup_high is not None else 0.0 for r in rows]  # type: ignore[operator]
+    down = [r.speedup - r.speedup_low if r.speedup_low is not None else 0.0 for r in rows]  # type: ignore[operator]
+    return dict(type="data", symmetric=False, array=up, arrayminus=down, color=MUTED_COLOR, thickness=1.2, width=4)
+
+
+def _bar_text(row: SweepRow) -> str:
+    return f"{row.speedup:.2f}x" + ("<br>unclear" if row.verdict == UNCLEAR else "")
+
+
 def speedup_figure(result: SweepResult) -> go.Figure:
-    """Eager p50 / config p50 at each (batch, seq), one bar group per shape; 1 (eager) marked."""
+    """Eager time / config time at each (batch, seq), one bar group per shape; 1 (eager) marked.
+
+    Whiskers are each speed-up's 95% bootstrap interval (cells measured interleaved by
+    ``wb.sweep``); a cell whose interval holds 1 is hatched and pale and labelled "unclear": the
+    run shows no clear difference there, whichever side of 1 the bar ends."""
     expect(result, SweepResult, _WHAT)
     cells = [r for r in result.rows if r.ok and r.config != EAGER and r.speedup is not None]
     title = "Speedup over eager PyTorch"
@@ -130,14 +148,25 @@ def speedup_figure(result: SweepResult) -> go.Figure:
     shapes = _ordered([(r.batch, r.seq) for r in result.rows])
     # Two short lines a label: nine or more shapes in a narrow figure stay level, not slanted and cut.
     labels = {s: f"b={s[0]}" + (f"<br>s={s[1]}" if s[1] is not None else "") for s in shapes}
+    cap = 2.0 * max(r.speedup for r in cells)  # type: ignore[type-var]
     fig = go.Figure()
     for i, config in enumerate(_ordered([r.config for r in cells])):
         mine = {(r.batch, r.seq): r for r in cells if r.config == config}
-        keys = [s for s in shapes if s in mine]
-        fig.add_trace(go.Bar(x=[labels[s] for s in keys], y=[mine[s].speedup for s in keys], name=config,
-                             marker=dict(color=color(i + 1)), meta={"config": config},
-                             text=[f"{mine[s].speedup:.2f}x" for s in keys], textposition="outside"))
+        rows = [mine[s] for s in shapes if s in mine]
+        unclear = [r.verdict == UNCLEAR for r in rows]
+        fig.add_trace(go.Bar(
+            x=[labels[(r.batch, r.seq)] for r in rows], y=[r.speedup for r in rows], name=config,
+            marker=dict(color=color(i + 1), opacity=[0.45 if u else 1.0 for u in unclear],
+                        pattern=dict(shape=["/" if u else "" for u in unclear])),
+            error_y=_whiskers(rows, cap), meta={"config": config, "unclear": unclear},
+            text=[_bar_text(r) for r in rows], textposition="outside",
+            customdata=[[r.speedup_low, r.speedup_high, r.verdict or "-"] for r in rows],
+            hovertemplate="%{x}<br>%{y:.2f}x, 95% interval [%{customdata[0]:.2f}, %{customdata[1]:.2f}]"
+                          "<br>%{customdata[2]}<extra>" + config + "</extra>"))
     fig.add_hline(y=1.0, line=dict(color=MUTED_COLOR, dash="dash"))
     fig.update_xaxes(title="shape (b: batch, s: seq)", type="category")
     fig.update_yaxes(title="speedup (x)", rangemode="tozero")
-    return layout(fig, title, subtitle="eager p50 / ONNX Runtime p50: above the dashed line (1) is faster", barmode="group")
+    subtitle = "eager time / ONNX Runtime time, measured in turns: above the dashed line (1) is faster"
+    if any(r.speedup_low is not None for r in cells):
+        subtitle += "<br>whiskers: 95% interval; hatched, \"unclear\": no clear difference (the interval holds 1)"
+    return layout(fig, title, subtitle=subtitle, barmode="group")

@@ -17,7 +17,8 @@ from workbench.core.case import ModelCase
 from workbench.core.inputs import as_input_tuple
 from workbench.core.session import OPT_LEVELS, SessionConfig
 from workbench.core.spec import ExportSpec
-from workbench.core.sweep import SweepResult, sweep
+from workbench.core.sweep import CELL_BUDGET_S, SWEEP_RUNS, SweepResult, sweep
+from workbench.core.sweep_results import UNCLEAR, ci_text
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
 from workbench.widgets._base import Panel, Worker, clipped_html
@@ -26,6 +27,10 @@ from workbench.widgets._traits import OnnxFile, checked_sizes, format_sizes, par
 
 #: Seconds between live redraws of the plots while a sweep runs.
 LIVE_REDRAW_S = 0.75
+#: The panel's one line on how a cell is measured and how far its verdict can be trusted.
+METHOD_NOTE = ("Each cell runs eager and every ORT config in turns, 5 calls at a time (the first dropped), until "
+               "each speed-up's 95% interval is within \u00b15% or the cell's seconds are spent; the defaults "
+               "give a stable verdict on the smoke models. Hatched bars: no clear difference.")
 
 
 def default_seq_lens(model: nn.Module, example_inputs: Any, spec: ExportSpec | None,
@@ -64,7 +69,8 @@ class LatencySweep(Panel):
     def __init__(self, model: nn.Module, onnx_model: str | Path = "", *, example_inputs: Any = None,
                  spec: ExportSpec | None = None, input_factory: Callable[..., Any] | None = None,
                  batch_sizes: str | Sequence[int] = (1, 2, 4, 8), seq_lens: str | Sequence[int | None] | None = None,
-                 runs: int = 10, warmup: int = 2, extra_config: SessionConfig | None = None) -> None:
+                 runs: int = SWEEP_RUNS, warmup: int = 2, cell_budget_s: float = CELL_BUDGET_S,
+                 extra_config: SessionConfig | None = None) -> None:
         self.model = model
         self._inputs_from = {"example_inputs": example_inputs, "spec": spec, "input_factory": input_factory}
         self._worker: Worker[SweepResult] = Worker("workbench-sweep")
@@ -73,8 +79,11 @@ class LatencySweep(Panel):
                                         layout=widgets.Layout(width="260px"))
         self.seq_field = widgets.Text(description="seq lengths", continuous_update=False,
                                       layout=widgets.Layout(width="260px"))
-        self.runs = widgets.BoundedIntText(value=runs, min=1, max=10_000, description="runs/cell",
-                                           layout=widgets.Layout(width="160px"))
+        self.runs = widgets.BoundedIntText(value=runs, min=1, max=10_000, description="min runs/cell",
+                                           layout=widgets.Layout(width="190px"),
+                                           style={"description_width": "initial"})
+        self.cell_budget = widgets.BoundedFloatText(value=cell_budget_s, min=0.05, max=600, step=0.5,
+                                                    description="s/cell", layout=widgets.Layout(width="150px"))
         self.warmup = widgets.BoundedIntText(value=warmup, min=0, max=1000, description="warmup",
                                              layout=widgets.Layout(width="160px"))
         self.eager_box = _checkbox("PyTorch eager", True)
@@ -124,7 +133,8 @@ class LatencySweep(Panel):
     def _grid(self) -> widgets.VBox:
         wrap = widgets.Layout(flex_flow="row wrap")
         return widgets.VBox([
-            widgets.HBox([self.batch_field, self.seq_field, self.runs, self.warmup], layout=wrap),
+            widgets.HBox([self.batch_field, self.seq_field, self.runs, self.cell_budget, self.warmup], layout=wrap),
+            widgets.HTML(f"<small class='wb-sweep-method' style='color:#57606a'>{esc(METHOD_NOTE)}</small>"),
             widgets.HBox([widgets.Label("configs", layout=widgets.Layout(width="60px")), self.eager_box,
                           *self.level_boxes.values(), self.extra_box], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label],
@@ -223,7 +233,8 @@ class LatencySweep(Panel):
             raise InvalidInputError("No config is ticked: tick PyTorch eager or an ORT level.")
         options: dict[str, Any] = dict(
             batch_sizes=list(self.batch_sizes), seq_lens=list(self.seq_lens), configs=configs,
-            include_eager=include_eager, warmup=int(self.warmup.value), runs=int(self.runs.value), **self._inputs_from)
+            include_eager=include_eager, warmup=int(self.warmup.value), runs=int(self.runs.value),
+            cell_budget_s=float(self.cell_budget.value), **self._inputs_from)
         onnx_model, model = self.onnx_model, self.model
         total = len(self.batch_sizes) * len(self.seq_lens) * (len(configs) + include_eager)
         self.progress.max, self.progress.value, self.progress.bar_style = total, 0, "info"
@@ -238,7 +249,8 @@ class LatencySweep(Panel):
         self._worker.start(job, self._show_result, self._show_failure)
 
     def cancel(self) -> None:
-        """Stop the sweep before its next cell; the rows so far are kept (``result.cancelled``)."""
+        """Stop the sweep before its next block of calls; the complete cells so far are kept
+        (``result.cancelled``)."""
         if self._worker.running:
             self._worker.cancel()
             self.cancel_button.disabled = True
@@ -309,8 +321,9 @@ class LatencySweep(Panel):
             self._set_state("cancelled", f"Cancelled after {len(result.rows)} of {result.total} cells{failed}.")
         else:
             self.progress.bar_style = "success" if not result.errors else "danger"
-            self._set_state("done", f"Done: {len(result.rows)} cells timed{failed}. The numbers are in the table "
-                                    "below; <b>Save CSV</b> writes them to a file.")
+            unclear = f", {len(result.unclear)} with no clear difference from eager" if result.unclear else ""
+            self._set_state("done", f"Done: {len(result.rows)} cells timed{unclear}{failed}. The numbers are in the "
+                                    "table below; <b>Save CSV</b> writes them to a file.")
 
     def _show_failure(self, exc: BaseException) -> None:
         self._busy(False)
@@ -321,7 +334,8 @@ class LatencySweep(Panel):
         return f"LatencySweep({self.onnx_model!r}, state={self.state!r})"
 
 
-_TABLE_HEAD = ("config", "batch", "seq", "p50 (ms)", "p90 (ms)", "p99 (ms)", "items/s", "speedup", "note")
+_TABLE_HEAD = ("config", "batch", "seq", "p50 (ms)", "p90 (ms)", "p99 (ms)", "items/s", "speedup", "95% CI", "note")
+_UNCLEAR = "The 95% interval of this speed-up holds 1: this run cannot tell the two apart."
 _NOISY = "The middle half of the runs spans more than 10% of the median: rerun with more runs, or close other work."
 
 
@@ -333,14 +347,16 @@ def sweep_table_html(result: SweepResult) -> str:
         seq = "-" if row.seq is None else str(row.seq)
         head = f"<td>{esc(row.config)}</td><td>{row.batch}</td><td>{seq}</td>"
         if not row.ok:
-            cells.append(f"<tr class='wb-sweep-failed'>{head}<td colspan='6' style='color:#cf222e; text-align:left'>"
+            cells.append(f"<tr class='wb-sweep-failed'>{head}<td colspan='7' style='color:#cf222e; text-align:left'>"
                          f"failed: {clipped_html(row.error or 'no message', 160)}</td></tr>")
             continue
         times = "".join(f"<td>{v * 1e3:.3f}</td>" for v in (row.p50, row.p90, row.p99))
         speedup = f"{row.speedup:.2f}x" if row.speedup is not None else "-"
-        note = f"<span title='{esc(_NOISY)}' style='color:#9a6700'>noisy</span>" if row.noisy else ""
+        notes = [f"<span title='{esc(_UNCLEAR)}' style='color:#6e7781'>{UNCLEAR}</span>"] if row.verdict == UNCLEAR else []
+        notes += [f"<span title='{esc(_NOISY)}' style='color:#9a6700'>noisy</span>"] if row.noisy else []
         rate = f"{row.throughput:,.0f}" if row.throughput >= 100 else f"{row.throughput:.3g}"
-        cells.append(f"<tr>{head}{times}<td>{rate}</td><td>{speedup}</td><td>{note}</td></tr>")
+        cells.append(f"<tr>{head}{times}<td>{rate}</td><td>{speedup}</td><td>{ci_text(row)}</td>"
+                     f"<td>{', '.join(notes)}</td></tr>")
     status = f"{len(result.rows)} of {result.total} cells" + (", cancelled" if result.cancelled else "") + (
         f", {len(result.errors)} failed" if result.errors else "")
     header = "".join(f"<th>{h}</th>" for h in _TABLE_HEAD)
