@@ -10,7 +10,8 @@ import re
 from typing import Any
 
 __all__ = ["WorkbenchError", "InvalidInputError", "ModelFileError", "UnsupportedModelError", "SpecError", "FeedError",
-           "ProviderError", "ExportError", "brief", "describe", "strip_ansi"]
+           "ProviderError", "ExportError", "NonTensorOutputError", "OutputNamesError", "brief", "describe",
+           "strip_ansi"]
 
 # Terminal escape sequences (ECMA-48): CSI ``ESC [ params intermediates final`` (colours, cursor
 # moves, erases, private modes such as ``ESC[?25l``) and its 8-bit form ``\x9b``; OSC ``ESC ] ... BEL``
@@ -59,6 +60,16 @@ class SpecError(InvalidInputError):
     """An ``ExportSpec`` does not fit the model it is used with."""
 
 
+class OutputNamesError(SpecError):
+    """``output_names`` has another count than the tensors the model returns. ``given`` are the names
+    received, ``count`` the tensors returned, ``suggested`` one name per tensor (from the output's keys)."""
+
+    def __init__(self, message: str, *, given: tuple[str, ...] = (), count: int = 0,
+                 suggested: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.given, self.count, self.suggested = tuple(given), count, tuple(suggested)
+
+
 class FeedError(InvalidInputError):
     """The inputs fed to a session do not match the graph's inputs (names, dtypes, ranks)."""
 
@@ -94,6 +105,16 @@ class ExportError(WorkbenchError):
         if self.diagnosis is not None:
             text += f"\n\nDiagnosis:\n{self.diagnosis}"
         return text
+
+
+class NonTensorOutputError(ExportError):
+    """The model returns something that is not a tensor (a ``transformers`` cache object, a custom
+    class) where an ONNX output must be: ``path`` says where (``output.past_key_values``),
+    ``type_name`` what it is, ``is_cache`` whether it is a key/value cache (fix: ``use_cache=False``)."""
+
+    def __init__(self, message: str, *, path: str = "output", type_name: str = "", is_cache: bool = False) -> None:
+        super().__init__(message, stage="outputs")
+        self.path, self.type_name, self.is_cache = path, type_name, is_cache
 
 
 def describe(value: Any) -> str:

@@ -32,12 +32,12 @@ from workbench.core._format import badge, esc, fmt_time, html_table
 from workbench.core._locks import TORCH_LOCK
 from workbench.core._warn_capture import capture_warnings
 from workbench.core.capture import CAPTURE_LOCK, captured_output
-from workbench.core.feeds import flatten_outputs
+from workbench.core._export_outputs import has_plain_dataclass, output_leaves, output_names_for
 from workbench.core.fingerprint import fingerprint
 from workbench.core.graph import ModelSummary, summarize
 from workbench.core.inputs import as_input_tuple, check_inputs_fit, check_module, forward_arity
 from workbench.core.spec import ExportSpec
-from workbench.errors import ExportError, InvalidInputError, SpecError
+from workbench.errors import ExportError, InvalidInputError, OutputNamesError, SpecError
 
 
 @dataclass
@@ -90,16 +90,19 @@ def _default_spec(model: nn.Module, n_inputs: int, n_outputs: int) -> ExportSpec
     return ExportSpec(input_names=input_names, output_names=output_names)
 
 
-def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+def _count_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[tuple[str, torch.Tensor]]:
+    """``(path, tensor)`` per output (see ``_export_outputs``); ``InvalidInputError`` when the forward
+    raises, ``NonTensorOutputError`` when it returns something that is not a tensor (a cache object)."""
     try:
         with TORCH_LOCK.shared(), torch.inference_mode():
-            return flatten_outputs(model(*inputs))
+            outputs = model(*inputs)
     except Exception as exc:
         shapes = [f"{tuple(t.shape)} {t.dtype}" for t in inputs]
         raise InvalidInputError(
             f"{type(model).__name__} failed on the example inputs {shapes}: {type(exc).__name__}: {exc}. "
             "Pass example inputs that the model's forward accepts (shapes, dtypes, device)."
         ) from exc
+    return output_leaves(outputs, owner=type(model).__name__)
 
 
 def check_spec(model: nn.Module, example_inputs: Any, *, spec: ExportSpec | None = None) -> ExportSpec:
@@ -133,12 +136,13 @@ def check_spec(model: nn.Module, example_inputs: Any, *, spec: ExportSpec | None
             "Give one name per example input, in order."
         )
     if len(spec.output_names) != len(outputs):
-        raise SpecError(
+        suggested = output_names_for([p for p, _ in outputs])
+        raise OutputNamesError(
             f"output_names has {len(spec.output_names)} name(s) {list(spec.output_names)} but the model returns "
-            f"{len(outputs)} tensor(s) with shapes {[tuple(o.shape) for o in outputs]}. Give one name per output."
-        )
+            f"{len(outputs)} tensor(s) {[f'{p} {tuple(o.shape)}' for p, o in outputs]}. Give one name per output, "
+            f"e.g. output_names={suggested!r}.", given=spec.output_names, count=len(outputs), suggested=suggested)
     shapes = {n: tuple(t.shape) for n, t in zip(spec.input_names, inputs)}
-    shapes.update({n: tuple(t.shape) for n, t in zip(spec.output_names, outputs)})
+    shapes.update({n: tuple(t.shape) for n, (_, t) in zip(spec.output_names, outputs)})
     for key, axes in spec.dynamic_axes.items():
         if key not in shapes:
             import difflib

@@ -66,16 +66,12 @@ def to_numpy(value: Any) -> np.ndarray:
 
 
 def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
-    """PyTorch outputs (tensor, tuple, list, dict, nested) as a flat list of tensors in ONNX order."""
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    if isinstance(outputs, (tuple, list)):
-        return [t for item in outputs for t in flatten_outputs(item)]
-    if isinstance(outputs, Mapping):
-        return [t for v in outputs.values() for t in flatten_outputs(v)]
-    if outputs is None:
-        return []
-    return [torch.as_tensor(outputs)]
+    """PyTorch outputs (tensor, tuple, list, dict, namedtuple, dataclass such as ``ModelOutput``, nested) as
+    a flat list of tensors in ONNX order: the same walk ``wb.export`` counts and names outputs with. A
+    non-tensor leaf (a cache object) raises ``NonTensorOutputError`` saying how to leave it out."""
+    from workbench.core._export_outputs import output_leaves
+
+    return [tensor for _, tensor in output_leaves(outputs)]
 
 
 def run_torch(model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:

@@ -94,7 +94,7 @@ class Setting:
         data = {
             "spec": self.spec.to_dict() if self.spec else None,
             "config": repr(self.config), "tolerance": self.tolerance_name, "eval": self.eval_mode,
-            "fastpath": self.fastpath,
+            "fastpath": self.fastpath, "model": id(self.model),
             "inputs": [(tuple(t.shape), str(t.dtype), str(t.device), id(t)) for t in self.example_inputs],
         }
         return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -177,6 +177,51 @@ _TABLE: tuple[CodeInfo, ...] = (
              "Read the signature; try the other exporter.",
              "export with the other exporter",
              stage="export"),
+    CodeInfo("EXP002", "export", "A view of a non-contiguous tensor with symbolic sizes",
+             "The model reshapes (view/reshape) a tensor that a transpose or permute left non-contiguous. Eagerly "
+             "reshape copies when it must; with symbolic sizes the exporter cannot prove a view is possible and "
+             "the translation stops (\"Cannot view a tensor with shape ... and strides ...\").",
+             "Make the tensor contiguous before the reshape at the line shown (x.contiguous().view(...)), or use "
+             "the TorchScript exporter, or export that axis static.",
+             "export with the TorchScript exporter; then with the axis static",
+             stage="export"),
+    CodeInfo("EXP003", "export", "A decomposition fails during the export",
+             "torch.export captured the model, but decomposing an operator into the ones ONNX translates failed "
+             "(\"Failed to decompose the FX graph\") for a reason other than a view.",
+             "Try the TorchScript exporter or another opset; rewrite the operator at the line shown with simpler ops.",
+             "export with the other exporter; then at another opset",
+             stage="export"),
+    # ------------------------------------------------------------------ outputs
+    CodeInfo("OUT001", "outputs", "The model returns a non-tensor object",
+             "forward returns something that is not a tensor (a transformers cache object such as DynamicCache, "
+             "returned with use_cache=True, the default for decoders; or a custom class). PyTorch runs fine; "
+             "ONNX outputs can only be tensors, so the outputs cannot be flattened and exported.",
+             "Export without the cache (model.config.use_cache = False, or use_cache=False in the call), or wrap the "
+             "model so forward returns tensors only (return out.logits).",
+             "re-export with use_cache=False; then with a wrapper returning the tensors only",
+             stage="export"),
+    CodeInfo("OUT002", "outputs", "output_names does not match the model's outputs",
+             "output_names has another count than the tensors the model returns (a ModelOutput flattens to every "
+             "field that is not None, e.g. last_hidden_state and pooler_output).",
+             "Give one name per returned tensor (the evidence suggests names from the output's fields), or "
+             "return only the tensors you name.",
+             "re-export with one name per returned tensor",
+             stage="export"),
+    CodeInfo("DATA005", "data-dependent", "A data-dependent size reaches a shape or a branch",
+             "A size only known at run time (an unbacked symbol u0 from nonzero, .item() or masked indexing, often "
+             "inside library code the model calls) decides a shape or a branch; torch.export cannot guard on it.",
+             "At the line shown, keep the size static (pad to a fixed length), bound it with "
+             "torch._check(u >= 0) / torch._check(u <= n), or compute with masks instead of indexing.",
+             "export with the TorchScript exporter",
+             stage="export"),
+    CodeInfo("DYN007", "dynamic shapes", "Python arithmetic on sizes contradicts the dynamic range",
+             "The model computes with sizes in Python (integer division, a range check, a size compared with a "
+             "config value) so that a dynamic dimension can only take some values; torch.export's value-range "
+             "analysis fails (\"N not in VR[a, b]\") or asks for a relation it cannot express.",
+             "Change the line shown to keep the size symbolic (tensor ops, torch.sym_int arithmetic), or export the "
+             "axis static.",
+             "re-export with that axis static; then with the other exporter",
+             stage="export"),
     CodeInfo("CHK001", "export", "The ONNX checker rejects the model",
              "The ONNX checker (onnx.checker, run by the summarize stage) finds the exported model invalid.",
              "Try the other exporter or another opset; report the exporter bug with the model.",

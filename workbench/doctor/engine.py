@@ -7,7 +7,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from torch import nn
 
@@ -33,7 +33,7 @@ from workbench.doctor.rules_run import (
 )
 from workbench.doctor.rules_setup import axes_key_findings, device_findings, provider_findings, training_findings
 from workbench.doctor.rules_shapes import probe_findings
-from workbench.errors import ExportError, InvalidInputError, SpecError, brief, describe
+from workbench.errors import ExportError, InvalidInputError, SpecError, brief, describe, strip_ansi
 
 __all__ = ["KEEP_WORK_DIRS", "MAX_WORK_DIR_BYTES", "RUN_RULES", "SETUP_RULES", "diagnose", "examine",
            "export_with_diagnosis", "run_retries"]
@@ -84,11 +84,59 @@ def examine(setting: Setting, work_dir: Path, *, deep: bool = True) -> tuple[lis
     return findings, ctx
 
 
-def run_retries(findings: list[Finding], work_dir: Path) -> None:
+def _verdict(finding: Finding, found: list[Finding], attempt: Attempt) -> tuple[bool, str]:
+    blocking = [f for f in found if f.severity == "error" or f.code == finding.code]
+    if attempt.ok and not blocking:
+        return True, attempt.failure()
+    return False, attempt.failure() if not attempt.ok else "; ".join(f"[{f.code}] {f.title}" for f in blocking[:3])
+
+
+#: Codes whose fix (use_cache=False, a tensor-only wrapper, corrected output_names) exposes the model's next
+#: problem: a retry of theirs that fails with another finding is followed by that finding's retries.
+_STACKING = ("OUT001", "OUT002")
+
+
+def _candidates(finding: Finding, work_dir: Path, cache: dict[str, tuple[list[Finding], Attempt]],
+                origin: str) -> Iterator[tuple[str, Setting, bool, str]]:
+    """Each retry setting of ``finding`` with its verdict; for the output codes (``_STACKING``), after one
+    that fails with a new finding, that finding's retries on top of it (use_cache=False, then the other
+    exporter); settings equal to the diagnosis's own (``origin``) are skipped."""
+    assert finding.retry is not None
+    for label, setting in finding.retry.settings:
+        ok, detail, found = _judge(finding, setting, work_dir, cache)
+        yield label, setting, ok, detail
+        if ok:
+            return
+        if finding.code not in _STACKING:
+            continue
+        for other in found:
+            if other.code == finding.code or other.retry is None or other.severity != "error":
+                continue
+            for sub_label, sub_setting in other.retry.settings:
+                if sub_setting.key() == origin:  # back where the diagnosis started
+                    continue
+                sub_ok, sub_detail, _ = _judge(finding, sub_setting, work_dir, cache)
+                yield f"{label}, then [{other.code}] {sub_label}", sub_setting, sub_ok, sub_detail
+                if sub_ok:
+                    return
+
+
+def _judge(finding: Finding, setting: Setting, work_dir: Path, cache: dict[str, tuple[list[Finding], Attempt]]
+           ) -> tuple[bool, str, list[Finding]]:
+    key = setting.key()
+    if key not in cache:
+        found, ctx = examine(setting, work_dir, deep=False)
+        cache[key] = (found, ctx.attempt)
+    found, attempt = cache[key]
+    ok, detail = _verdict(finding, found, attempt)
+    return ok, detail, found
+
+
+def run_retries(findings: list[Finding], work_dir: Path, origin: Setting | None = None) -> None:
     """Run each finding's retry settings in order until one passes; record the verdict truthfully.
 
     A retry passes when its whole attempt passes and re-examining it finds no error (and not the
-    same code again).
+    same code again). A retry that fails with a new problem is followed by that problem's retries.
     """
     cache: dict[str, tuple[list[Finding], Attempt]] = {}
     for finding in findings:
@@ -96,21 +144,11 @@ def run_retries(findings: list[Finding], work_dir: Path) -> None:
         if retry is None or not retry.settings:
             continue
         start = time.perf_counter()
-        for label, setting in retry.settings:
-            key = setting.key()
-            if key not in cache:
-                found, ctx = examine(setting, work_dir, deep=False)
-                cache[key] = (found, ctx.attempt)
-            found, attempt = cache[key]
+        for label, _, ok, detail in _candidates(finding, work_dir, cache, origin.key() if origin else ""):
+            label, detail = strip_ansi(label), strip_ansi(detail)
             retry.tried.append(label)
-            blocking = [f for f in found if f.severity == "error" or f.code == finding.code]
-            retry.action = label
-            if attempt.ok and not blocking:
-                retry.ok, retry.detail = True, attempt.failure()
-                break
-            retry.ok = False
-            retry.detail = attempt.failure() if not attempt.ok else \
-                "; ".join(f"[{f.code}] {f.title}" for f in blocking[:3])
+            retry.outcomes.append(f"{label} -> {'PASSES' if ok else 'still fails'}: {detail}"[:400])
+            retry.action, retry.ok, retry.detail = label, ok, detail
         retry.duration_s = time.perf_counter() - start
 
 
@@ -162,7 +200,7 @@ def diagnose(
     with CAPTURE_LOCK, TORCH_LOCK.exclusive():
         findings, ctx = examine(setting, folder, deep=True)
         if retry:
-            run_retries(findings, folder)
+            run_retries(findings, folder, setting)
     diagnosis = Diagnosis(case.name, setting, ctx.attempt.stages, findings, ctx.attempt, ctx.divergence,
                           ctx.bisection, folder, time.perf_counter() - start)
     error = ctx.attempt.error("export")

@@ -39,6 +39,8 @@ class Retry:
     detail: str = ""
     duration_s: float = 0.0
     tried: list[str] = field(default_factory=list)
+    #: one line per setting tried: "<what was changed> -> PASSES|still fails: <where>"
+    outcomes: list[str] = field(default_factory=list)
     settings: list[tuple[str, Setting]] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +55,9 @@ class Retry:
         text = f"{self.action} -> {verdict}"
         if self.detail:
             text += f": {self.detail}"
-        if len(self.tried) > 1:
+        if len(self.outcomes) > 1:
+            text += " (tried before: " + "; ".join(self.outcomes[:-1]) + ")"
+        elif len(self.tried) > 1:
             text += f" (tried before: {'; '.join(self.tried[:-1])}, which did not pass)"
         return strip_ansi(text)  # ``detail`` is set after the retry ran
 
@@ -97,6 +101,16 @@ class Finding:
     def location(self) -> str | None:
         return self.evidence.get("location")
 
+    def where(self) -> str:
+        """``module 'a.b' (Cls) at file:line: source`` when the evidence names the model's line, else ''."""
+        location = self.evidence.get("location")
+        if not location:
+            return ""
+        module = self.evidence.get("module")
+        head = f"module {module!r} ({self.evidence.get('module_type', '?')}) at " if module else ""
+        source = self.evidence.get("source")
+        return f"{head}{location}" + (f": {source}" if source else "")
+
     def evidence_text(self, limit: int = 240) -> str:
         parts = []
         for key, value in self.evidence.items():
@@ -115,8 +129,10 @@ class Finding:
 
     def text(self) -> str:
         lines = [f"[{self.code}] {self.title} ({self.severity})",
-                 f"  cause:    {self.cause}",
-                 f"  evidence: {self.evidence_text()}",
+                 f"  cause:    {self.cause}"]
+        if self.where():
+            lines.append(f"  where:    {self.where()}")
+        lines += [f"  evidence: {self.evidence_text()}",
                  "  fix:      " + self.fix.replace("\n", "\n            ")]
         if self.retry is not None:
             lines.append(f"  retry:    {self.retry.describe()}")
@@ -267,8 +283,12 @@ def _finding_html(f: Finding) -> str:
     if f.retry is not None:
         retry = (f"<p><b>retry</b> {badge(f.retry.ok, {True: 'PASSES', False: 'STILL FAILS', None: 'NOT RUN'}[f.retry.ok])} "
                  f"{esc(f.retry.action)}{': ' + esc(f.retry.detail) if f.retry.detail else ''}</p>")
+        if len(f.retry.outcomes) > 1:
+            retry += "<details><summary>every retry tried</summary><ul>" + "".join(
+                f"<li>{esc(o)}</li>" for o in f.retry.outcomes) + "</ul></details>"
     return (f"<div style='border-left:4px solid {colour};padding-left:8px;margin:8px 0'>"
             f"<b>[{esc(f.code)}] {esc(f.title)}</b> <i>{esc(f.severity)}</i>"
             f"<p><b>cause</b> {esc(f.cause)}</p>"
+            + (f"<p><b>where</b> <code>{esc(f.where())}</code></p>" if f.where() else "")
             + html_table(["evidence", ""], evidence)
             + f"<p><b>fix</b></p><pre>{esc(f.fix)}</pre>{retry}</div>")

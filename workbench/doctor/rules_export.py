@@ -10,11 +10,13 @@ import torch
 
 from workbench.doctor.context import Context, other_exporter_retry, other_exporter_spec
 from workbench.doctor.findings import Finding, Retry
+from workbench.doctor.locate import Location, frames_of, locate, return_site
+from workbench.doctor.rules_capture import CAPTURE_RULES
+from workbench.doctor.rules_outputs import names_finding, non_tensor_finding
 from workbench.doctor.trace import CallSite
-from workbench.errors import InvalidInputError, SpecError, brief
+from workbench.errors import InvalidInputError, NonTensorOutputError, OutputNamesError, SpecError, brief, strip_ansi
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CALL = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)')
 _DEFINED_AT = re.compile(r"^(\S.*?)\((\d+)\): (\S+)$", re.MULTILINE)
 _OPSET = re.compile(r"Exporting the operator '([\w:.]+)' to ONNX opset version (\d+) is not supported\. "
@@ -36,10 +38,10 @@ def exception_chain(exc: BaseException | None) -> list[BaseException]:
 
 
 def user_location(text: str) -> tuple[str, str] | None:
-    """(file:line, source) of the first frame outside torch in a torch.export or TorchScript message."""
-    for m in _CALL.finditer(text):
-        if not m.group(1).startswith(_TORCH_DIR):
-            return f"{m.group(1)}:{m.group(2)}", m.group(4).strip()
+    """(file:line, source) of the innermost frame outside torch in a torch.export or TorchScript message."""
+    frames = frames_of([], text)
+    if frames:
+        return frames[-1].location, frames[-1].source
     for m in _DEFINED_AT.finditer(text):
         if not m.group(1).startswith(_TORCH_DIR) and os.path.exists(m.group(1)):
             import linecache
@@ -57,9 +59,12 @@ def _site_at(sites: list[CallSite], where: tuple[str, str] | None) -> CallSite |
 
 
 def _place(evidence: dict[str, Any], site: CallSite | None, where: tuple[str, str] | None) -> dict[str, Any]:
+    """The call site's module and line (what the cause names); where torch stopped, if elsewhere, as ``guard_*``."""
     if site is not None:
         evidence.update(site.evidence())
-    if where is not None:
+    if where is not None and site is not None and site.location and site.location != where[0]:
+        evidence["guard_location"], evidence["guard_source"] = where
+    elif where is not None:
         evidence["location"], evidence["source"] = where
     return evidence
 
@@ -209,26 +214,60 @@ def _torch_fails(ctx: Context, text: str, types: set, base: dict) -> list[Findin
 RULES: tuple[Rule, ...] = (_data_dependent, _autograd_function, _opset, _unsupported, _constraint, _torch_fails)
 
 
-def export_findings(ctx: Context) -> list[Finding]:
-    """The findings for a failed export (none when setup rules already explain it)."""
-    attempt = ctx.attempt
-    if attempt.stages["export"] is not False or ctx.has("DEV001", "NUM001", "DYN003"):
-        return []
-    exc = attempt.error("export")
-    chain = exception_chain(exc)
-    text = _ANSI.sub("", "\n".join(str(e) for e in chain))
-    types = {type(e).__name__ for e in chain}
-    stage = getattr(exc, "stage", "spec" if isinstance(exc, SpecError) else "export")
-    # torch's own chatter (C++ warnings, the TorchScript IR dump) goes into the evidence, not the notebook
-    base = {"signature": brief(exc), "stage": stage, "exporter": ctx.setting.exporter,
-            **attempt.printed_evidence("export")}
+def _located(findings: list[Finding], loc: Location | None) -> list[Finding]:
+    """Add where it broke to each finding that does not say so yet (its cause names the place too)."""
+    if loc is None:
+        return findings
+    for f in findings:
+        had = "location" in f.evidence
+        for key, value in loc.evidence().items():
+            f.evidence.setdefault(key, value)
+        if not had and f.evidence.get("location") and str(f.evidence["location"]) not in f.cause:
+            f.cause = f"{f.cause.rstrip()} It broke at {loc.where()}."
+    return findings
+
+
+def _specific(ctx: Context, exc: BaseException | None, text: str, types: set, base: dict,
+              loc: Location | None) -> list[Finding]:
+    if isinstance(exc, NonTensorOutputError):
+        return [non_tensor_finding(ctx, exc, base)]
+    if isinstance(exc, OutputNamesError):
+        return [names_finding(ctx, exc, base)]
+    for capture_rule in CAPTURE_RULES:
+        found = capture_rule(ctx, text, loc, base)
+        if found:
+            return found
     for rule in RULES:
         found = rule(ctx, text, types, base)
         if found:
             return found
     retry = None if isinstance(exc, SpecError) else other_exporter_retry(ctx)
     return [Finding(
-        "EXP001", f"The {ctx.setting.exporter} exporter failed at the {stage} stage",
+        "EXP001", f"The {ctx.setting.exporter} exporter failed at the {getattr(exc, 'stage', 'export')} stage",
         brief(exc, 400), base,
-        "Read the signature; try the other exporter.", retry,
+        "Read the signature and the line shown; try the other exporter.", retry,
     )]
+
+
+def export_findings(ctx: Context) -> list[Finding]:
+    """The findings for a failed export (none when setup rules already explain it), each with the line of
+    the model's code where it broke when torch's error or traceback says."""
+    attempt = ctx.attempt
+    if attempt.stages["export"] is not False or ctx.has("DEV001", "NUM001", "DYN003"):
+        return []
+    exc = attempt.error("export")
+    chain = exception_chain(exc)
+    text = strip_ansi("\n".join(str(e) for e in chain))
+    types = {type(e).__name__ for e in chain}
+    stage = getattr(exc, "stage", "spec" if isinstance(exc, SpecError) else "export")
+    # torch's own chatter (C++ warnings, the TorchScript IR dump) goes into the evidence, not the notebook
+    base = {"signature": brief(exc), "stage": stage, "exporter": ctx.setting.exporter,
+            **attempt.printed_evidence("export")}
+    if isinstance(exc, NonTensorOutputError):
+        loc = return_site(ctx.model, exc.path.rsplit(".", 1)[-1])
+    elif isinstance(exc, OutputNamesError):
+        extra = [n for n in exc.suggested if n not in exc.given]
+        loc = return_site(ctx.model, extra[0] if extra else None)
+    else:
+        loc = locate(ctx.model, chain, text)
+    return _located(_specific(ctx, exc, text, types, base, loc), loc)

@@ -10,7 +10,9 @@ from workbench.core.inputs import resize_inputs
 from workbench.core.probe import ProbeCase, ProbeReport
 from workbench.doctor.context import Context, at_least_two, other_exporter_retry, other_exporter_spec
 from workbench.doctor.divergence import layerwise
+from workbench.doctor.attempt import eval_mode
 from workbench.doctor.findings import Finding, Retry
+from workbench.doctor.guards import specialization_site
 from workbench.doctor.rules_run import node_place
 from workbench.errors import brief
 
@@ -74,13 +76,35 @@ def _declared(ctx: Context, report: ProbeReport) -> tuple[list[Finding], set[str
                     f"{brief(torch_only[0].message, 120)}); the exporter kept it static. Declaring it dynamic is meaningless.",
                     evidence, "Drop that axis from dynamic_axes.", _without_axis(ctx, name, dim), severity="warning"))
             else:
-                out.append(Finding(
-                    "DYN004", f"The exporter fixed the dynamic axis {sym!r}",
-                    f"The graph declares {name}[{dim}] = {size} although PyTorch runs at other sizes: the model's "
-                    "code specialized that size during export (a size used as a Python int).",
-                    evidence, "Keep the size symbolic in the code (x.shape[i] flowing into tensor ops), or use the "
-                    "other exporter.", other_exporter_retry(ctx)))
+                out.append(_specialized(ctx, name, dim, sym, size, evidence))
     return out, explained
+
+
+def _specialized(ctx: Context, name: str, dim: int, sym: str, size: Any, evidence: dict[str, Any]) -> Finding:
+    """DYN004 for an axis the dynamo exporter made static: where the model's code pinned it (the guard
+    torch.export recorded), retried with the other exporter and then without that axis."""
+    site = None
+    if ctx.setting.exporter == "dynamo" and isinstance(size, int) and ctx.spec is not None:
+        with eval_mode(ctx.model, ctx.setting.eval_mode):
+            site = specialization_site(ctx.model, ctx.setting.example_inputs, ctx.spec, size)
+    where = ""
+    if site is not None:
+        frame, guard = site
+        evidence.update({"location": frame.location, "source": frame.source, "function": frame.function,
+                         "guard": guard})
+        where = f" at {frame.location} ({frame.function}): {frame.source}"
+    # A size the model's Python code turns into an int (the guard) is baked by TorchScript's tracer just the
+    # same, so the other exporter is only worth trying when no such line was found.
+    retry = _without_axis(ctx, name, dim) if site is not None else other_exporter_retry(ctx)
+    if site is None:
+        retry.settings.extend(_without_axis(ctx, name, dim).settings)
+    return Finding(
+        "DYN004", f"The exporter fixed the dynamic axis {sym!r}",
+        f"The graph declares {name}[{dim}] = {size} although PyTorch runs at other sizes: the model's "
+        f"code specialized that size during export (torch.export: \"Constraints violated ... specialized it to be a "
+        f"constant\"; torch.onnx then made the axis static){where or ' (a size used as a Python int)'}.",
+        evidence, "Keep the size symbolic at that line (x.shape[i] flowing into tensor ops, no Python int "
+        "arithmetic or comparison on it), or use the other exporter, or drop the axis from dynamic_axes.", retry)
 
 
 def _fixed_by_model(ctx: Context, report: ProbeReport, explained: set[str]) -> list[Finding]:

@@ -6,7 +6,9 @@
 
 * ``healthy``: the healthy models ``get`` builds (text and image classifiers, a BERT-like encoder, an MLP);
 * ``broken``: the doctor's gallery, one broken model per export problem (``broken.get(name).build()``);
-* ``custom_ops``: the custom-operator demo models of notebook 08 (``custom_ops.model(kind)``).
+* ``custom_ops``: the custom-operator demo models of notebook 08 (``custom_ops.model(kind)``);
+* ``public``: public ``transformers`` architectures from tiny configs (``get("public/gpt2")``; needs
+  transformers, imported only then), the doctor's real-failure gallery and healthy ones.
 
 The zoo depends on ``workbench.core`` only.
 """
@@ -26,7 +28,12 @@ def names() -> list[str]:
 
 
 def get(name: str, *, smoke: bool = False) -> ModelCase:
-    """Build a healthy zoo model by name; ``smoke=True`` gives a smaller size for tests and CI."""
+    """Build a healthy zoo model by name, or a public architecture as ``"public/<name>"`` (see
+    ``workbench.zoo.public``); ``smoke=True`` gives a smaller size for tests and CI."""
+    if name.startswith("public/"):
+        from workbench.zoo import public
+
+        return public.get(name).build()
     if name not in FACTORIES:
         raise InvalidInputError(f"No zoo model named {name!r}. Choose one of {names()}.")
     return FACTORIES[name](smoke)
