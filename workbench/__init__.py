@@ -42,6 +42,7 @@ from workbench.core.stages import Stage, StageResult
 from workbench.core.sweep import SweepResult, SweepRow, sweep
 from workbench.core.tolerance import TOLERANCES
 from workbench.core.transformer import TransformerOptimizeResult, transformer_optimize
+from workbench.core.tune import Candidate, CandidateResult, TuneResult, tune
 from workbench.errors import (ExportError, FeedError, InvalidInputError, ModelFileError, ProviderError, SpecError,
                               UnsupportedModelError, WorkbenchError, brief)
 
@@ -72,6 +73,8 @@ __all__ = [
     "QuantizeResult", "quantize_dynamic", "to_fp16", "OptLevels", "Converted", "ConvertResult", "convert_opset",
     # Benchmark
     "Measurement", "benchmark", "SweepResult", "SweepRow", "sweep", "Peak", "machine_peak",
+    # Tune: the fastest accurate ONNX Runtime configuration, against PyTorch's own
+    "tune", "TuneResult", "Candidate", "CandidateResult",
     # The whole tour, and the stage machinery it shares with the doctor
     "PipelineRun", "Budget", "STAGE_NAMES", "run_pipeline", "Stage", "StageResult", "Cancel", "Progress",
     # Diagnose (the doctor)

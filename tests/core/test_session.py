@@ -177,3 +177,45 @@ def test_load_session_sees_a_proto_edited_in_place_and_leaves_no_lock_behind(tmp
         with pytest.raises(wb.WorkbenchError):
             cache.get(bad)
     assert not cache._building
+
+
+def test_config_json_round_trip(tmp_path):
+    config = wb.SessionConfig(opt_level="extended", intra_op_threads=2, inter_op_threads=1, execution_mode="parallel",
+                              allow_spinning=False, disabled_optimizers=("GeluFusion",),
+                              config_entries={"session.set_denormal_as_zero": "1"})
+    data = config.to_dict()
+    assert data["providers"] == ["CPUExecutionProvider"] and data["disabled_optimizers"] == ["GeluFusion"]
+    assert wb.SessionConfig.from_json(config.to_json()) == config
+    assert wb.SessionConfig.from_json(data) == config
+    out = tmp_path / "config.json"
+    text = config.to_json(out)
+    assert out.read_text().strip() == text
+    assert wb.SessionConfig.from_json(out) == config and wb.SessionConfig.from_json(str(out)) == config
+    assert wb.SessionConfig.from_json({}) == wb.SessionConfig()
+
+
+def test_from_json_reads_a_tune_file(tmp_path):
+    import json
+
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"onnx_model": "m.onnx", "verdict": "x",
+                                "config": {"opt_level": "basic", "allow_spinning": False}}))
+    config = wb.SessionConfig.from_json(path)
+    assert config.opt_level == "basic" and not config.allow_spinning
+
+
+@pytest.mark.parametrize("source,match", [
+    ({"opt_levle": "all"}, r"unknown key\(s\) \['opt_levle'\]. Known keys: .*opt_level"),
+    ({"intra_op_threads": "2"}, "key 'intra_op_threads' must be int, received '2'"),
+    ({"intra_op_threads": True}, "key 'intra_op_threads' must be int"),
+    ({"allow_spinning": 1}, "key 'allow_spinning' must be bool"),
+    ({"opt_level": "max"}, "Unknown opt_level 'max'"),
+    ({"providers": []}, "providers is empty"),
+    ('{"opt_level": ', "not valid JSON"),
+    ("[1, 2]", "expects a JSON object"),
+    ("nowhere/config.json", "no JSON file at 'nowhere/config.json'"),
+    (42, "expects a JSON object"),
+])
+def test_from_json_rejects_bad_input(source, match):
+    with pytest.raises(wb.InvalidInputError, match=match):
+        wb.SessionConfig.from_json(source)

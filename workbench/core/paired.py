@@ -4,7 +4,8 @@ with bootstrap confidence intervals.
 Why interleaved: on a small machine, whatever runs first gets a different machine (turbo,
 caches, other processes) from whatever runs a minute later, so timing one target's whole run
 and then the other's measures the machine's drift as much as the targets. ``measure_interleaved``
-cycles through the targets in blocks of a few calls each (the order rotated every round), drops
+cycles through the targets in blocks of a few calls each (in a new random order every round, so
+no target always follows the same neighbour: a rotation would keep the cyclic order), drops
 each block's first call (ONNX Runtime's intra-op threads keep spinning after a run and slow
 whatever runs right after it; the first call of a block also pays for cold caches), and pairs
 the targets by round: each round gives every target one median, taken close together in time.
@@ -14,6 +15,7 @@ the targets by round: each round gives every target one median, taken close toge
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -280,7 +282,8 @@ def measure_interleaved(
     cancel: Cancel = None,
 ) -> Interleaved:
     """Time no-argument callables interleaved: each round calls every runner ``block`` times in a
-    row (the round's order rotated by one each round), timing each call and dropping each block's
+    row (the round's order shuffled each round with a fixed seed, so every target follows every other
+    about equally often), timing each call and dropping each block's
     first. After ``min_rounds`` rounds it stops as soon as every ratio to ``reference`` has a
     bootstrap interval within ``rel_ci`` (relative, each side) of its value (``"tight"``), the
     ``budget_s`` seconds are spent (``"budget"``), or ``max_rounds`` were run. ``cancel`` is checked
@@ -292,9 +295,10 @@ def measure_interleaved(
     kept: dict[str, list[np.ndarray]] = {lab: [] for lab in labels}
     medians: dict[str, list[float]] = {lab: [] for lab in labels}
     rounds, stopped, checked = 0, "max_rounds", 0
+    schedule = random.Random(0)  # a fixed seed: the same order of blocks on every run
     while rounds < max_rounds:
-        shift = rounds % len(labels)
-        order = labels[shift:] + labels[:shift]
+        order = list(labels)
+        schedule.shuffle(order)
         this_round: dict[str, np.ndarray] = {}
         for label in order:
             if is_cancelled(cancel):

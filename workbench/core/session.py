@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 import onnxruntime as ort
 
 from workbench.core._checks import is_int
-from workbench.core._io import OnnxModel, check_onnx_path, is_path, load_model
+from workbench.core._io import OnnxModel, PathLike, check_onnx_path, is_path, load_model
 from workbench.core.ort_errors import session_errors
 from workbench.errors import InvalidInputError, ProviderError
 
@@ -106,6 +106,93 @@ class SessionConfig:
         from dataclasses import replace
 
         return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON types (tuples become lists); ``from_json`` reads it back."""
+        return {
+            "providers": list(self.providers), "opt_level": self.opt_level,
+            "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
+            "execution_mode": self.execution_mode, "allow_spinning": self.allow_spinning,
+            "optimized_model_path": self.optimized_model_path,
+            "provider_options": {k: dict(v) for k, v in self.provider_options.items()},
+            "disabled_optimizers": list(self.disabled_optimizers), "enable_profiling": self.enable_profiling,
+            "config_entries": {str(k): str(v) for k, v in self.config_entries.items()},
+        }
+
+    def to_json(self, out: PathLike | None = None) -> str:
+        """The config as JSON text; also written to ``out`` (a path) when given."""
+        import json
+
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if out is not None:
+            from pathlib import Path
+
+            Path(out).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, source: Any) -> SessionConfig:
+        """A config from JSON text, a path to a ``.json`` file, or a dict (see ``_config_from_json``)."""
+        return _config_from_json(source)
+
+
+_JSON_FIELDS: dict[str, tuple[type, ...]] = {
+    "providers": (list, tuple, str), "opt_level": (str,), "intra_op_threads": (int,), "inter_op_threads": (int,),
+    "execution_mode": (str,), "allow_spinning": (bool,), "optimized_model_path": (str, type(None)),
+    "provider_options": (dict,), "disabled_optimizers": (list, tuple), "enable_profiling": (bool,),
+    "config_entries": (dict,),
+}
+
+
+def _json_source(source: Any) -> dict[str, Any]:
+    """``source`` (a dict, JSON text or a path to a JSON file) as a dict; a tune file gives its "config"."""
+    import json
+    from pathlib import Path
+
+    data = source
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith(("{", "["))):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInputError(f"SessionConfig.from_json: no JSON file at '{path}'. Pass JSON text, a dict or "
+                                    "the path of a file written by SessionConfig.to_json(out) or TuneResult.save(out).")
+        data = path.read_text(encoding="utf-8")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise InvalidInputError(f"SessionConfig.from_json: the text is not valid JSON ({exc}).") from exc
+    if isinstance(data, dict) and "config" in data and "onnx_model" in data:  # a tune file (TuneResult.save)
+        if data["config"] is None:
+            raise InvalidInputError("SessionConfig.from_json: this tune file holds no chosen config (verdict: "
+                                    f"{str(data.get('verdict', ''))[:200]}). Keep PyTorch, or tune again.")
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"SessionConfig.from_json expects a JSON object (a dict of fields), received "
+                                f"{type(data).__name__}. Known keys: {sorted(_JSON_FIELDS)}.")
+    return data
+
+
+def _config_from_json(source: Any) -> SessionConfig:
+    """A ``SessionConfig`` from a dict / JSON text / JSON file; unknown keys and bad values name the key."""
+    data = _json_source(source)
+    unknown = sorted(set(data) - set(_JSON_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"SessionConfig.from_json: unknown key(s) {unknown}. Known keys: {sorted(_JSON_FIELDS)}.")
+    for key, value in data.items():
+        types = _JSON_FIELDS[key]
+        wrong = not isinstance(value, types) or (bool not in types and isinstance(value, bool))
+        if wrong:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise InvalidInputError(f"SessionConfig.from_json: key {key!r} must be {names}, received {value!r}. "
+                                    f"Known keys: {sorted(_JSON_FIELDS)}.")
+    fields = dict(data)
+    for key in ("providers", "disabled_optimizers"):
+        if key in fields and not isinstance(fields[key], str):
+            fields[key] = tuple(fields[key])
+    try:
+        return SessionConfig(**fields)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"SessionConfig.from_json: {exc}") from exc
 
 
 def check_providers(providers: Sequence[str]) -> list[str]:

@@ -107,7 +107,8 @@ def _transformer_notes(model_type: str, fused: dict[str, int], use_gpu: bool, gp
         notes.append("no fusion pattern matched this graph; the saved model is the input after ONNX Runtime's pass.")
     elif "bert" in model_type and not (fused.get("Attention") or fused.get("MultiHeadAttention")):
         notes.append("attention did not fuse: the optimizer did not recognize this graph's attention subgraph "
-                     "(dynamo exports and nn.MultiheadAttention often do not match its patterns).")
+                     "(nn.MultiheadAttention's packed Q/K/V projection never matches its patterns, with either "
+                     "exporter; export workbench.core.rewrite.fusable_attention(model) instead, which wb.tune does).")
     if use_gpu and gpu_missing:
         notes.append("use_gpu=True but this onnxruntime has no CUDA/ROCm/DirectML provider: ONNX Runtime's "
                      "pass was skipped, only the Python fusions ran.")
