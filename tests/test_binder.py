@@ -30,7 +30,7 @@ def test_binder_files_agree_with_the_project() -> None:
     pinned = re.search(r"^torch==(\S+)$", constraints, flags=re.M)
     assert pinned and f"torch=={pinned.group(1)}" in requirements.splitlines(), "pin the same torch as constraints.txt"
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements, "Binder needs the CPU build"
-    assert "-e .[cpu]" in requirements.splitlines(), "install the workbench itself with its CPU runtime"
+    assert "-e .[cpu,serve]" in requirements.splitlines(), "the workbench with its CPU runtime and notebook 12's server"
     runtime = (BINDER / "runtime.txt").read_text().strip()
     minimum = re.search(r'^requires-python = ">=3\.(\d+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M)
     assert minimum and re.fullmatch(r"python-3\.\d+", runtime) and int(runtime.split(".")[1]) >= int(minimum.group(1))

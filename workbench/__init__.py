@@ -38,6 +38,7 @@ from workbench.core.probe import ProbeCase, ProbeReport, probe_shapes
 from workbench.core.quantize import QuantizeResult, quantize_dynamic, to_fp16
 from workbench.core.session import ALL_OPT_LEVELS, OPT_LEVELS, ProviderFallbackWarning, SessionConfig, load_session, open_session
 from workbench.core.spec import ExportSpec
+from workbench.core.serve import LoadResult, Server, load_test, serve
 from workbench.core.stages import Stage, StageResult
 from workbench.core.sweep import SweepResult, SweepRow, sweep
 from workbench.core.tolerance import TOLERANCES
@@ -77,6 +78,8 @@ __all__ = [
     "tune", "TuneResult", "Candidate", "CandidateResult",
     # The whole tour, and the stage machinery it shares with the doctor
     "PipelineRun", "Budget", "STAGE_NAMES", "run_pipeline", "Stage", "StageResult", "Cancel", "Progress",
+    # Serve: a micro-batching HTTP server and its load test
+    "serve", "Server", "load_test", "LoadResult",
     # Diagnose (the doctor)
     "Diagnosis", "Finding", "Retry", "diagnose", "export_with_diagnosis",
     # Errors

@@ -44,8 +44,8 @@ def _tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
 
 
-def test_there_are_ten_guided_notebooks() -> None:
-    assert [_number(p) for p in GUIDED] == [f"{i:02d}" for i in range(1, 11)]
+def test_there_are_twelve_guided_notebooks() -> None:
+    assert [_number(p) for p in GUIDED] == [f"{i:02d}" for i in range(1, 13)]
 
 
 def test_notebooks_are_built_from_their_sources() -> None:

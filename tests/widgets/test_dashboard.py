@@ -1,4 +1,4 @@
-"""Workbench: the panels wired together (export -> graph -> toggles -> diff -> sweep)."""
+"""Workbench: the panels wired together (export -> graph -> toggles -> diff -> sweep; tuner; server)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ WAIT_S = 90
 def test_export_feeds_every_panel(mlp: wb.ModelCase, mlp_spec: wb.ExportSpec, tmp_path: Path) -> None:
     bench = Workbench(mlp.model, mlp.example_inputs, spec=mlp_spec, out=tmp_path / "mlp.onnx")
     try:
-        assert [bench.tabs.get_title(i) for i in range(4)] == list(TAB_TITLES)
+        assert [bench.tabs.get_title(i) for i in range(len(TAB_TITLES))] == list(TAB_TITLES)
         assert bench.graph.state == "idle" and bench.diff.state == "idle" and bench.sweep.state == "idle"
         assert bench.export.wait(WAIT_S)  # the form has read the model's outputs
         bench.export.export_button.click()
@@ -23,13 +23,14 @@ def test_export_feeds_every_panel(mlp: wb.ModelCase, mlp_spec: wb.ExportSpec, tm
         exported = str(tmp_path / "mlp.onnx")
         assert bench.onnx_model == exported
         assert bench.graph.onnx_model == bench.diff.onnx_model == bench.sweep.onnx_model == exported
+        assert bench.tuner.onnx_model == bench.serve.onnx_model == exported
         assert bench.wait(WAIT_S)
         assert bench.graph.state == "done" and bench.graph.netron.port > 0
         assert bench.diff.state == "done" and bench.diff.comparison.ok
 
         bench.toggles.opt_level.value = "basic"
         assert bench.diff.config.opt_level == "basic"
-        assert bench.sweep.extra_config == bench.toggles.config
+        assert bench.sweep.extra_config == bench.toggles.config == bench.serve.config
         assert bench.wait(WAIT_S) and "CPU/basic" in bench.diff.verdict.value
 
         redraws = bench.diff.redraws
@@ -68,6 +69,10 @@ def test_traits_and_their_controls_follow_each_other(mlp: wb.ModelCase, mlp_spec
         assert bench.tab == "export" and bench.tabs.selected_index == 0
         bench.tab = "latency"  # Python moves the tab bar
         assert bench.tabs.selected_index == 3
+        bench.tab = "serve"
+        assert bench.tabs.selected_index == 5
+        bench.tabs.selected_index = 4
+        assert bench.tab == "tune"
         bench.tabs.selected_index = 2  # a click on a tab moves the trait
         assert bench.tab == "compare"
         bench.select("graph")

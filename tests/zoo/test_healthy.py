@@ -58,3 +58,12 @@ def test_unknown_name_and_keyword_only_smoke():
     with pytest.raises(TypeError):
         wb.zoo.get("mlp", True)  # type: ignore[misc]
     assert set(healthy.FACTORIES) == set(wb.zoo.names())
+
+
+def test_weight_bound_mlp_is_1024_4096_4096_10():
+    case = wb.zoo.get("weight_bound_mlp")
+    layers = [(m.in_features, m.out_features) for m in (case.model.fc1, case.model.fc2, case.model.fc3)]
+    assert layers == [(1024, 4096), (4096, 4096), (4096, 10)]
+    assert sum(p.numel() for p in case.model.parameters()) * 4 > 32 * 2**20  # more weights than the L3 cache
+    assert case.make_inputs(batch=1)[0].shape == (1, 1024) and 0 in case.spec.dynamic_axes["x"]
+    assert wb.zoo.get("weight_bound_mlp", smoke=True).model.fc2.in_features == 256

@@ -1,4 +1,4 @@
-"""``onnx-workbench`` (also ``python -m workbench``): tour / export / inspect / compare / bench / doctor.
+"""``onnx-workbench`` (also ``python -m workbench``): tour / export / inspect / compare / bench / doctor / tune / serve.
 
 Exit codes: 0 ok; 1 a check failed (comparison, probe, gate, checker, a failed stage or export, a
 diagnosis with findings); 2 bad usage (argparse errors, and ``InvalidInputError`` from bad input:
@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Sequence
 
-from workbench.cli import bench, compare, doctor, export, inspect, tour
+from workbench.cli import bench, compare, doctor, export, inspect, serve, tour, tune
 from workbench.cli.command import (
     COMMANDS,
     EXIT_CHECK_FAILED,
@@ -32,7 +32,7 @@ from workbench.errors import InvalidInputError, WorkbenchError
 
 __all__ = ["COMMANDS", "EXIT_CHECK_FAILED", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "main", "register"]
 
-for _module in (tour, export, inspect, compare, bench, doctor):
+for _module in (tour, export, inspect, compare, bench, doctor, tune, serve):
     register(_module.COMMAND)
 
 

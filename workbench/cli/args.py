@@ -42,8 +42,8 @@ def add_sizes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq", type=positive_int, help="sequence length of the inputs (default: the example's)")
 
 
-def add_tolerance(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tolerance", help=f"{', '.join(TOLERANCES)} or RTOL,ATOL (default: the model case's, fp32 for most)")
+def add_tolerance(p: argparse.ArgumentParser, *, default: str = "the model case's, fp32 for most") -> None:
+    p.add_argument("--tolerance", help=f"{', '.join(TOLERANCES)} or RTOL,ATOL (default: {default})")
 
 
 def cache_work_dir(name: str) -> Path:

@@ -148,8 +148,12 @@ class Search:
             example = self.run.inputs[self.run.grid[0]]
             variants.append(self.variant(fused_variant(self.run.case.model, self.source, self.spec, example,
                                                        self.folder, self.traits, self.run.notes)))
-        if self.can_go("graph", self.stage_budget(5)):
-            self.try_variants(variants, "graph", self.stage_budget(5) * 0.6, extra)
+        if self.run.cancelled():
+            self.stopped = "cancelled"
+            return
+        # The export itself is always gated and timed, even when a small budget leaves this stage less than
+        # MIN_STAGE_S: a short tune must still answer "is ONNX Runtime faster than eager here?".
+        self.try_variants(variants, "graph", max(self.stage_budget(5) * 0.6, MIN_STAGE_S), extra)
 
     def best_variants(self, precision: str) -> list[Variant]:
         """The whole-grid variants of ``precision`` behind the alive candidates, best first, within ``DOMINATED``

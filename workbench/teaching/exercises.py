@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from workbench.core._format import esc
 from workbench.errors import InvalidInputError, brief
-from workbench.teaching import checks, checks_later
+from workbench.teaching import checks, checks_later, checks_serve, checks_tune
 from workbench.teaching.checks import Exercise, NotYet
 
 EXERCISES: dict[str, Exercise] = {
@@ -31,6 +31,8 @@ EXERCISES: dict[str, Exercise] = {
     "05": Exercise(checks.check_05, checks.solution_05), "06": Exercise(checks_later.check_06, checks_later.solution_06),
     "07": Exercise(checks_later.check_07, checks_later.solution_07), "08": Exercise(checks_later.check_08, checks_later.solution_08),
     "09": Exercise(checks_later.check_09, checks_later.solution_09), "10": Exercise(checks_later.check_10, checks_later.solution_10),
+    "11": Exercise(checks_tune.check_11, checks_tune.solution_11),
+    "12": Exercise(checks_serve.check_12, checks_serve.solution_12),
 }
 
 __all__ = ["EXERCISES", "CheckResult", "check", "solution", "solution_mode"]

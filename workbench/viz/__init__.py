@@ -16,10 +16,14 @@ from workbench.viz.ops import op_histogram_figure
 from workbench.viz.perf import opt_levels_figure, quantize_figure
 from workbench.viz.pipeline import figures_for, figures_for_run, figures_for_stage, run_level_figures
 from workbench.viz.probe import probe_figure
+from workbench.viz.serve import load_figure, load_latency_figure, load_throughput_figure
 from workbench.viz.sweep import latency_figure, speedup_figure
+from workbench.viz.tune import pareto_figure, tune_speedups_figure
 
 __all__ = [
     "MAX_POINTS", "error_bars", "error_histogram", "figures_for", "figures_for_run", "figures_for_stage",
     "latency_figure", "op_histogram_figure", "opt_levels_figure", "probe_figure", "quantize_figure",
     "run_level_figures", "speedup_figure", "values_scatter", "op_time_figure", "top_nodes_figure", "top_nodes_html",
+    "pareto_figure", "tune_speedups_figure",
+    "load_figure", "load_latency_figure", "load_throughput_figure",
 ]

@@ -19,11 +19,13 @@ from workbench.core.probe import ProbeReport
 from workbench.core.session import OPT_LEVELS
 from workbench.core.stages import StageResult
 from workbench.core.sweep import SweepResult
+from workbench.core.tune_results import TuneResult
 from workbench.viz.compare import error_bars, error_histogram, values_scatter
 from workbench.viz.ops import op_histogram_figure
 from workbench.viz.perf import opt_levels_figure, quantize_figure
 from workbench.viz.probe import probe_figure
 from workbench.viz.sweep import latency_figure, speedup_figure
+from workbench.viz.tune import pareto_figure, tune_speedups_figure
 
 Figures = list[tuple[str, go.Figure]]
 
@@ -67,6 +69,11 @@ def _(result: Converted) -> Figures:
 @figures_for.register
 def _(result: SweepResult) -> Figures:
     return [("latency", latency_figure(result)), ("speedup", speedup_figure(result))]
+
+
+@figures_for.register
+def _(result: TuneResult) -> Figures:
+    return [("pareto", pareto_figure(result)), ("speedups", tune_speedups_figure(result))]
 
 
 def figures_for_stage(stage: StageResult) -> Figures:

@@ -17,7 +17,10 @@ from workbench.widgets.export_form import ExportForm
 from workbench.widgets.graph import GraphInspector
 from workbench.widgets.live_diff import LiveDiff
 from workbench.widgets.netron import NetronView
+from workbench.widgets.serve import ServePanel
 from workbench.widgets.sweep import LatencySweep
 from workbench.widgets.toggles import SessionToggles
+from workbench.widgets.tuner import Tuner
 
-__all__ = ["ExportForm", "GraphInspector", "LatencySweep", "LiveDiff", "NetronView", "SessionToggles", "Workbench"]
+__all__ = ["ExportForm", "GraphInspector", "LatencySweep", "LiveDiff", "NetronView", "ServePanel", "SessionToggles", "Tuner",
+           "Workbench"]
