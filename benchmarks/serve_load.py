@@ -249,6 +249,7 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--parts", default="1,2,3,4")
     parser.add_argument("--config", default=json.dumps(CONFIG), help="SessionConfig fields as JSON")
+    parser.add_argument("--out", default=str(RESULTS), help="the JSON written")
     args = parser.parse_args()
     CONFIG.clear()
     CONFIG.update(json.loads(args.config))
@@ -272,8 +273,9 @@ def main() -> int:
         result.update(part23(folder, args.duration, args.blocks))
     if "4" in parts:
         result["part4"] = part4(folder, args.duration)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
     summary(result)
     return 0 if all(v.get("pass") for k, v in result.items() if k.startswith("part")) else 1
 

@@ -36,3 +36,21 @@ def test_instrumented_session_times_every_call_in_its_own_registry(models):
     assert 'wb_session_run_seconds_count{model="a"} 2.0' in text
     assert b"wb_session_run_seconds" not in generate_latest(REGISTRY)  # never the global registry
     assert "2 calls" in repr(first)
+
+
+def test_json_bodies_decode_alike_with_or_without_the_fast_parser():
+    import pytest
+
+    from workbench.core.serve import codec
+    from workbench.core.serve.validator import RequestInvalid
+
+    body = b'{"inputs": {"x": [[0.1, -2.5e-3, 3], [1e308, 0, -0.0]]}}'
+    fast = codec.decode_json(body)
+    saved, codec._FAST_LOADS = codec._FAST_LOADS, None
+    try:
+        assert codec.decode_json(body) == fast  # json's result, the fallback's
+    finally:
+        codec._FAST_LOADS = saved
+    assert np.isnan(codec.decode_json(b'{"inputs": {"x": [NaN, 1]}}')["x"][0])  # what orjson refuses, json takes
+    with pytest.raises(RequestInvalid, match="not valid JSON"):
+        codec.decode_json(b'{"inputs": ')

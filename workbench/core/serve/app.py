@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -159,16 +160,25 @@ class _ClientGone(Exception):
 
 
 async def _answer_or_drop(state: ServeState, request: Any, checked: Any) -> Any:
-    """Submit to the batcher; if the client disconnects first, drop the request from the queue."""
-    job = asyncio.ensure_future(state.batcher.submit(checked.feed, checked.rows, checked.signature))
+    """Queue the request; if the client disconnects first, drop it from the queue (its future is cancelled,
+    so the batcher skips it). One watcher task per request, no ``asyncio.wait``."""
+    enqueue = getattr(state.batcher, "enqueue", None)  # MicroBatcher: a future at once (QueueFull raised here)
+    future = (enqueue(checked.feed, checked.rows, checked.signature) if enqueue is not None
+              else asyncio.ensure_future(state.batcher.submit(checked.feed, checked.rows, checked.signature)))
     watch = asyncio.ensure_future(_disconnected(request))
+    watch.add_done_callback(functools.partial(_drop_if_gone, future))
     try:
-        done, _ = await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+        return await future
+    except asyncio.CancelledError:
+        if not watch.done() or watch.cancelled():
+            raise  # this handler was cancelled, not dropped
+        if state.batcher.metrics is not None:
+            state.batcher.metrics.dropped.inc()
+        raise _ClientGone() from None
     finally:
         watch.cancel()
-    if job in done:
-        return job.result()
-    job.cancel()  # cancels the batcher's future for this request: it is skipped
-    if state.batcher.metrics is not None:
-        state.batcher.metrics.dropped.inc()
-    raise _ClientGone()
+
+
+def _drop_if_gone(future: asyncio.Future, watch: asyncio.Future) -> None:
+    if not watch.cancelled() and not future.done():
+        future.cancel()

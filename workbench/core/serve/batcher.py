@@ -95,6 +95,11 @@ class MicroBatcher:
     async def submit(self, feed: dict[str, np.ndarray], rows: int,
                      signature: Hashable) -> tuple[list[np.ndarray], BatchInfo]:
         """Queue one request and wait for its outputs; raises ``QueueFull`` or ``BatchFailed``."""
+        return await self.enqueue(feed, rows, signature)
+
+    def enqueue(self, feed: dict[str, np.ndarray], rows: int, signature: Hashable) -> asyncio.Future:
+        """Queue one request (on the event loop); the future gets ``(outputs, BatchInfo)`` or ``BatchFailed``.
+        Raises ``QueueFull`` at once. Cancelling the future drops the request from the queue."""
         if self._wake is None:
             raise WorkbenchError("The batcher is not started: call start() on the server's event loop.")
         if self._closing:
@@ -105,8 +110,9 @@ class MicroBatcher:
         self._groups.setdefault(signature, deque()).append(item)
         self._pending += 1
         self._gauge()
-        self._wake.set()
-        return await item.future
+        if self._free:  # with every worker busy the scheduler waits for a run to end, not for requests
+            self._wake.set()
+        return item.future
 
     async def close(self) -> None:
         """Stop accepting, answer every accepted request, then stop the scheduler and the worker threads."""
@@ -126,6 +132,8 @@ class MicroBatcher:
     def _purge(self) -> None:
         for key in list(self._groups):
             group = self._groups[key]
+            if not any(item.future.cancelled() for item in group):
+                continue
             kept = deque(item for item in group if not item.future.cancelled())
             self._pending -= len(group) - len(kept)
             if kept:
@@ -162,10 +170,9 @@ class MicroBatcher:
             key, wait = self._ready(time.perf_counter())
             if key is None:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+                timer = asyncio.get_running_loop().call_later(wait, self._wake.set)  # cheaper than wait_for
+                await self._wake.wait()
+                timer.cancel()
                 continue
             items = self._take(key)
             self._free -= 1

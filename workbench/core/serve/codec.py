@@ -26,10 +26,32 @@ def _bad(problem: str, expected: str, received: str) -> RequestInvalid:
     return RequestInvalid([{"input": "body", "problem": problem, "expected": expected, "received": received}])
 
 
+def _fast_loads() -> Any:
+    """``orjson.loads`` when installed (about 10x faster than ``json.loads`` on a body of 1024 floats, a quarter
+    of the event loop's time in the server), else None."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson.loads
+
+
+_FAST_LOADS = _fast_loads()
+
+
+def _loads(body: bytes) -> Any:
+    if _FAST_LOADS is not None:
+        try:
+            return _FAST_LOADS(body)
+        except ValueError:
+            pass  # what orjson refuses (NaN, huge ints), json may accept; json's error message otherwise
+    return json.loads(body)
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
     """``{"inputs": {...}}`` -> the inputs mapping; a malformed body raises ``RequestInvalid``."""
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("not valid JSON", '{"inputs": {"<name>": [...]}}', f"{len(body)} bytes ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):

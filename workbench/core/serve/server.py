@@ -103,7 +103,7 @@ class _UvicornThread:
     def __init__(self, app: Any, sock: socket.socket) -> None:
         uvicorn = require("uvicorn")
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=10, loop="asyncio")
+                                timeout_graceful_shutdown=10, loop=_loop_kind(), http=_http_kind())
         self.server = uvicorn.Server(config)
         self.error: BaseException | None = None
         self.sock = sock
@@ -138,6 +138,23 @@ class _UvicornThread:
             self.server.force_exit = True
             self.thread.join(5)
         self.sock.close()
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _loop_kind() -> str:
+    """uvloop when installed (``pip install onnx-workbench[serve]`` brings it): its event loop costs about half
+    of asyncio's per request; plain asyncio otherwise."""
+    return "uvloop" if _importable("uvloop") else "asyncio"
+
+
+def _http_kind() -> str:
+    """httptools' C parser when installed, h11 otherwise."""
+    return "httptools" if _importable("httptools") else "h11"
 
 
 def _freeze_gc() -> None:
