@@ -23,6 +23,7 @@ BUDGET = "15"
     (["tune", "zoo:mlp", "--batch-sizes", "0"], "--batch-sizes must be"),
     (["tune", "zoo:mlp", "--tolerance", "tight"], "--tolerance must be one of"),
     (["tune", "zoo:nope"], "No zoo model named 'nope'"),
+    (["tune", "zoo:nope", "--out", "tuned.txt"], "--out is where the chosen config is written as JSON"),  # first
 ])
 def test_bad_input_exits_2_with_the_message(argv: list[str], message: str, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
@@ -66,3 +67,28 @@ def test_the_tour_ends_with_a_tune_stage(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["tour", "--quick", "--model", "mlp", "--work-dir", str(tmp_path), "--skip", *skip, "tune"]) == EXIT_OK
     captured = capsys.readouterr()
     assert "tune: started" not in captured.err and "TuneResult" not in captured.out
+
+
+def test_each_model_gets_its_own_files_in_a_shared_work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]):
+    """Tuning model B in the work dir of model A must not overwrite the chosen file A's JSON points at."""
+    from types import SimpleNamespace
+
+    import workbench.cli.tune as cli_tune
+
+    seen: dict[str, dict] = {}
+
+    def fake_tune_case(case, onnx_model, **options):
+        seen[case.name] = options
+        return SimpleNamespace(chosen=None, verdict="keep PyTorch")
+
+    monkeypatch.setattr(cli_tune, "tune_case", fake_tune_case)
+    onnx_file = tmp_path / "given.onnx"
+    onnx_file.write_bytes(b"")
+    for model in ("zoo:mlp", "zoo:text_classifier"):
+        assert main(["tune", model, "--smoke", "--onnx", str(onnx_file), "--batch-sizes", "1",
+                     "--work-dir", str(tmp_path)]) == EXIT_CHECK_FAILED
+    capsys.readouterr()
+    a, b = seen["mlp"], seen["text_classifier"]
+    assert a["out"] == tmp_path / "mlp-smoke.tuned.onnx" and b["out"] == tmp_path / "text_classifier-smoke.tuned.onnx"
+    assert a["work_dir"] != b["work_dir"] and a["work_dir"].parent == b["work_dir"].parent == tmp_path

@@ -206,6 +206,7 @@ def test_cancel_returns_what_was_found(mlp, export_zoo, tmp_path):
     ({"batch_sizes": [1], "threads": 0}, "threads must be an int >= 1"),
     ({"batch_sizes": [1], "out": "x.txt"}, "out should end in .onnx"),
     ({"batch_sizes": [1], "candidates": ["x.onnx"]}, "candidates must hold wb.Candidate"),
+    ({"batch_sizes": [1], "candidates": [wb.Candidate("c", "missing.onnx", wb.SessionConfig())]}, "No ONNX file"),
 ])
 def test_bad_arguments(mlp, export_zoo, kwargs, match):
     with pytest.raises(wb.InvalidInputError, match=match):
@@ -217,3 +218,18 @@ def test_a_bare_module_needs_a_way_to_make_inputs(mlp, export_zoo):
         wb.tune(mlp.model, export_zoo("mlp").out, batch_sizes=[1])
     with pytest.raises(wb.InvalidInputError, match="pass spec="):
         wb.tune(mlp.model, export_zoo("mlp").out, batch_sizes=[1], example_inputs=mlp.example_inputs)
+
+
+def test_a_callers_candidate_is_checked_before_the_tune(export_zoo):
+    """A str path becomes a Path (the search calls .stat() on it); shapes outside the grid are refused."""
+    from workbench.core.tune import _check_candidate
+
+    source = str(export_zoo("mlp").out)
+    grid = [(1, None), (2, None)]
+    checked = _check_candidate(wb.Candidate("c", source, wb.SessionConfig()), grid)
+    assert checked.onnx_model == Path(source) and isinstance(checked.onnx_model, Path)
+    static = _check_candidate(wb.Candidate("s", source, wb.SessionConfig(), shapes=[[2, None]]), grid)
+    assert static.shapes == ((2, None),) and static.covers((2, None))
+    for shapes in (((4, None),), (), ("x",)):
+        with pytest.raises(wb.InvalidInputError, match="shapes must be None .* pairs of the grid"):
+            _check_candidate(wb.Candidate("s", source, wb.SessionConfig(), shapes=shapes), grid)

@@ -126,3 +126,105 @@ def test_spec_from_onnx(export_zoo):
     spec = spec_from_onnx(onnx.load(str(export_zoo("text_classifier", "torchscript").out)))
     assert spec.input_names == ("input_ids",) and spec.output_names == ("logits",)
     assert set(spec.dynamic_axes["input_ids"].values()) == {"batch", "seq"}
+
+
+def test_the_chosen_copy_keeps_its_external_data(tmp_path):
+    """An export with external data: the copy gets its own data file and loads on its own, again and again."""
+    from workbench.core.tune import _copy_chosen
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU()).eval()
+    x = torch.randn(2, 32)
+    spec = wb.ExportSpec(input_names=("x",), exporter="torchscript", opset=17, external_data=True)
+    source = wb.export(model, (x,), tmp_path / "src" / "model.onnx", spec=spec).out
+    assert list((tmp_path / "src").glob("model.onnx.*.data"))  # the export did write external data
+    candidate = Candidate("fp32", Path(source), SessionConfig())
+    target = tmp_path / "out" / "a.tuned.onnx"
+    for _ in range(2):  # the second copy replaces the first and its data file
+        assert _copy_chosen(candidate, target, tmp_path) == target
+        data = list(target.parent.glob("a.tuned.onnx.*.data"))
+        assert len(data) == 1 and sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, data[0].name])
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], model(x).detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_a_runner_that_raises_while_timed_fails_alone(mlp, export_zoo):
+    """A candidate (or a reference) raising during the interleaved timing is marked failed; the rest are timed."""
+    from workbench.core.tune_measure import TuneRun
+    from workbench.core.tune_references import RefRunner, eager_reference
+
+    class FlakyRun(TuneRun):
+        def runner(self, candidate, inputs):
+            call, outputs = super().runner(candidate, inputs)
+            if candidate.name != "flaky":
+                return call, outputs
+            count = [0]
+
+            def flaky():
+                count[0] += 1
+                if count[0] > 4:  # fine in the warm-up, then it breaks
+                    raise RuntimeError("device lost")
+                return call()
+
+            return flaky, outputs
+
+    source = Path(export_zoo("mlp", "torchscript").out)
+    run = FlakyRun(mlp, [(2, None)], "fp32", threads=1, deadline=math.inf)
+    run.prepare()
+    run.refs["eager"] = eager_reference(mlp.model, run.inputs)
+    run.refs["broken ref"] = RefRunner("broken ref", {(2, None): lambda: 1 / 0})
+    good, flaky = (run.gate(Candidate(n, source, SessionConfig(intra_op_threads=1)), 0) for n in ("good", "flaky"))
+    assert good.passed and flaky.passed
+    run.measure([good, flaky], 2.0, references=["broken ref"], min_rounds=1)
+    assert flaky.status == "failed" and "device lost" in flaky.error and not flaky.timings
+    assert run.refs["broken ref"].error.startswith("failed while timed at batch 2: ZeroDivisionError")
+    assert good.status == "passed" and good.timings and good.timings[0].speedup is not None
+    assert run.results["flaky"] is flaky
+
+
+def test_int8_of_a_callers_candidate_keeps_the_exports_int8(export_zoo, tmp_path):
+    from workbench.core.tune_candidates import int8_variant
+
+    source = Path(export_zoo("mlp", "torchscript").out)
+    plain = Variant("plain", "fp32", source)
+    extra = Variant("extra-0", "my fp32", source)
+    a = int8_variant(plain, tmp_path, per_channel=False)
+    b = int8_variant(extra, tmp_path, per_channel=False)
+    assert a.error is None and b.error is None
+    assert a.label == "int8" and b.label == "int8 of my fp32"
+    assert len({a.key, b.key}) == 2 and a.path != b.path and a.path.is_file() and b.path.is_file()
+
+
+def test_a_spent_budget_skips_the_fused_graph_but_times_the_export(tc_smoke, monkeypatch):
+    """The note says what was skipped (the fused graph), not the 'graph' stage, which still times the export."""
+    from workbench.core.tune_candidates import Traits
+    from workbench.core.tune_measure import TuneRun
+    from workbench.core.tune_search import Search
+
+    run = TuneRun(tc_smoke, [(1, 8)], "int8", threads=1, deadline=0.0)  # the budget is long spent
+    traits = Traits(attention=True, rewritable=2, classifier=True, vnni=None, cuda=False, cores=1, dynamic=True)
+    search = Search(run, traits, Path("/nowhere"), Path("/x/model.onnx"), wb.ExportSpec(), 0.0)
+    tried = []
+    monkeypatch.setattr(search, "try_variants", lambda variants, stage, budget, extra: tried.extend(variants))
+    search.graph_stage(())
+    assert [v.key for v in tried] == ["plain"] and search.stopped == "budget"
+    assert run.notes and run.notes[0].startswith("the attention-fused graph was skipped: the budget was spent")
+    assert not any("stage 'graph' skipped" in n for n in run.notes)
+
+
+def test_io_binding_of_the_choice_is_said_and_saved(tmp_path):
+    """SessionConfig cannot carry IO binding: the verdict and the JSON say the choice was timed with it."""
+    import json
+    from dataclasses import replace
+
+    from workbench.core.tune import _verdict
+
+    for bound in (True, False):
+        chosen = _result("fp32 · io-binding", "chosen", {(1, 8): 2.0}, 0.001)
+        chosen.candidate = replace(chosen.candidate, io_binding=bound)
+        result = TuneResult([chosen], [], [(1, 8)], chosen, {(1, 8): chosen}, "", 10, 5, "int8")
+        result.verdict = _verdict(result, [chosen])
+        saved = json.loads(result.save(tmp_path / "tune.json").read_text())
+        assert saved["io_binding"] is bound and ("IO binding" in result.verdict) is bound
+        assert wb.SessionConfig.from_json(tmp_path / "tune.json") == chosen.candidate.config

@@ -132,3 +132,15 @@ def test_unbacked_size_branch_is_data005(tmp_path: Path):
     finding = d.finding("DATA005")
     assert finding is not None and finding.evidence["symbol"] == "u0", d.text()
     assert "idx.shape[0] > 2" in str(finding.evidence.get("source")), finding.text()
+
+
+def test_the_tensor_outputs_wrapper_leaves_the_users_modes_alone():
+    from workbench.doctor.wrappers import TensorOutputs
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()  # the user's mix: training, with dropout switched off
+    wrapped = TensorOutputs(model)
+    assert wrapped.training and model.training and not model[1].training
+    model.eval()
+    assert not TensorOutputs(model).training and not model[0].training

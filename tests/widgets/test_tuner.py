@@ -165,3 +165,18 @@ def test_cancel_keeps_what_was_measured(tc_smoke: wb.ModelCase, bench: tuple[Wor
     finally:
         tuner.close()  # cancels the second run and waits for it
     assert not tuner._worker.running
+
+
+def test_usable_candidates_leave_out_static_shape_files() -> None:
+    """A static-shape candidate runs at one shape only: "Use this config" would run it at every shape."""
+    from workbench.core.paired import Ratio
+    from workbench.core.tune_results import Candidate, CandidateResult, ShapeTiming, TuneResult
+
+    def result(name: str, shapes: Any = None) -> CandidateResult:
+        timing = ShapeTiming(1, 8, 1.0, 1.2, Ratio(2.0, 1.8, 2.2, 6))
+        return CandidateResult(Candidate(name, Path(f"/x/{name}.onnx"), wb.SessionConfig(), shapes=shapes),
+                               "passed", [timing], 0.01)
+
+    whole, static = result("whole"), result("static 1x8", shapes=((1, 8),))
+    tuned = TuneResult([static, whole], [], [(1, 8)], None, {}, "v", 10, 5, "int8")
+    assert [c.name for c in usable_candidates(tuned)] == ["whole"]

@@ -43,3 +43,14 @@ def test_cache_output_gives_a_precise_error(tmp_path):
     with pytest.raises(NonTensorOutputError, match="DynamicCache.*use_cache") as info:
         wb.export(case.model, case.example_inputs, tmp_path / "g.onnx", spec=case.spec)
     assert info.value.is_cache and info.value.path.startswith("output.")
+
+
+def test_building_leaves_the_callers_random_state_alone():
+    pytest.importorskip("transformers")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = public.get("bert").build()
+    assert torch.equal(torch.rand(3), expected)  # seed 0 was for the build only
+    second = public.get("bert").build()  # and the build is still seeded: the same weights
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))

@@ -45,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequence lengths of the grid, or 'none' (default: the example's length, if it has one)")
     p.add_argument("--budget", type=float, default=180.0, metavar="SECONDS", help="time budget of the search (default 180)")
     cli_args.add_tolerance(p, default="int8: the gate of dynamic INT8, so INT8 candidates can pass")
-    p.add_argument("--out", type=Path, metavar="PATH", help="where the chosen config is written as JSON "
-                                                           "(default WORK_DIR/NAME.tune.json)")
+    p.add_argument("--out", type=Path, metavar="PATH", help="where the chosen config is written as JSON (default "
+                                                           "WORK_DIR/NAME.tune.json; the chosen ONNX file goes to "
+                                                           "WORK_DIR/NAME.tuned.onnx, NAME-smoke with --smoke)")
     cli_args.add_smoke(p)
     cli_args.add_work_dir(p, default=cli_args.cache_work_dir("tune"),
                           what="where MODEL is exported and the candidates' files go")
@@ -68,11 +69,16 @@ def _onnx_file(args: argparse.Namespace, case: Any) -> Path:
         if not Path(args.onnx).is_file():
             raise InvalidInputError(f"--onnx: no ONNX file at '{args.onnx}'. Export MODEL first, or leave --onnx out.")
         return Path(args.onnx)
-    out = Path(args.work_dir) / f"{case.name}{'-smoke' if args.smoke else ''}.onnx"
+    out = Path(args.work_dir) / f"{_stem(args, case)}.onnx"
     say(f"exporting {case.name} to {out} (cached across runs) ...")
     exported = export(case.model, case.example_inputs, out, spec=case.spec)
     case.spec = exported.spec  # the checked spec: inputs of other sizes follow its dynamic axes
     return Path(exported.out)
+
+
+def _stem(args: argparse.Namespace, case: Any) -> str:
+    """The run's file names in WORK_DIR: the model's (tuning another model there keeps this one's files)."""
+    return f"{case.name}{'-smoke' if args.smoke else ''}"
 
 
 def tune_case(case: Any, onnx_model: Path, *, batch_sizes: list[int], seq_lens: list[int | None], budget_s: float,
@@ -100,19 +106,24 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(NEEDS_THE_MODEL.format(onnx=args.model))
     if not args.budget > 0:
         raise InvalidInputError(f"--budget must be seconds > 0, received {args.budget}.")
+    if args.out is not None and Path(args.out).suffix != ".json":
+        raise InvalidInputError(f"--out is where the chosen config is written as JSON: it should end in .json, "
+                                f"received '{args.out}'.")
     case = load_case(args.model, smoke=args.smoke)
     batch_sizes, seq_lens = _grid(args, case)
     tolerance = cli_args.parse_tolerance(args.tolerance) if args.tolerance else "int8"
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     onnx_model = _onnx_file(args, case)
+    stem = _stem(args, case)  # each model's own names: the JSON of one must not point at another's file
     result = tune_case(case, onnx_model, batch_sizes=batch_sizes, seq_lens=seq_lens, budget_s=args.budget,
-                       tolerance=tolerance, work_dir=work_dir)
+                       tolerance=tolerance, work_dir=work_dir / f"{stem}.tune-files",
+                       out=work_dir / f"{stem}.tuned.onnx")
     print(repr(result))
     if result.chosen is None:
         print(f"no config written: {result.verdict}")
         return EXIT_CHECK_FAILED
-    out = args.out or work_dir / f"{case.name}.tune.json"
+    out = args.out or work_dir / f"{stem}.tune.json"
     saved = result.save(out)
     print(f"chosen: {result.chosen.candidate.name}")
     print(f"onnx_model: {result.onnx_model}")

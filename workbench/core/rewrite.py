@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -149,7 +148,3 @@ def fusable_attention(model: nn.Module) -> tuple[nn.Module, RewriteInfo]:
             info.num_heads, info.hidden_size = child.self_attn.num_heads, child.self_attn.embed_dim
     return twin, info
 
-
-def describe_rewrite(info: RewriteInfo) -> dict[str, Any]:
-    """``info`` as a small dict for a candidate's recipe."""
-    return {"layers": info.layers, "num_heads": info.num_heads, "hidden_size": info.hidden_size}

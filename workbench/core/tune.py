@@ -15,12 +15,16 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import onnx
 from torch import nn
 
 from workbench.core._checks import is_number
+from workbench.core._files import atomic_output, external_files
 from workbench.core._io import OnnxModel, PathLike, check_onnx_path, load_model
 from workbench.core.cancel import Cancel, Progress, check_cancel
 from workbench.core.case import InputFactory, ModelCase
@@ -58,8 +62,6 @@ def _case(model: Any, example_inputs: Any, input_factory: InputFactory | None, s
     if isinstance(model, ModelCase):
         case = model
         if input_factory is not None or spec is not None or example_inputs is not None:
-            from dataclasses import replace
-
             case = replace(case, input_factory=input_factory or case.input_factory, spec=spec or case.spec,
                            example_inputs=example_inputs if example_inputs is not None else case.example_inputs)
         return case
@@ -143,12 +145,13 @@ def tune(
     check_cancel(cancel)
     if out is not None and Path(out).suffix != ".onnx":
         raise InvalidInputError(f"out should end in .onnx, received {str(out)!r}.")
+    extra = [_check_candidate(c, grid) for c in candidates]
     case = _case(model, example_inputs, input_factory, spec, grid)  # type: ignore[arg-type]
     folder = _work_dir(work_dir)
     run = TuneRun(case, grid, tolerance, threads or physical_cores(), start + float(budget_s), cancel, progress,
                   on_candidate)
     search = _prepare(run, _source(case, onnx_model, folder), folder, float(budget_s))
-    search.run_all([_check_candidate(c) for c in candidates])
+    search.run_all(extra)
     cancelled = search.stopped == "cancelled" or run.cancelled()
     if not cancelled:
         _final_round(run, references)
@@ -179,10 +182,22 @@ def _source(case: ModelCase, onnx_model: OnnxModel | None, folder: Path) -> Path
     return export(case.model, case.example_inputs, folder / "model.onnx", spec=case.spec).out
 
 
-def _check_candidate(c: Any) -> Candidate:
+def _check_candidate(c: Any, grid: list[Shape]) -> Candidate:
+    """A caller's ``Candidate`` with its file as a checked ``Path`` and its ``shapes`` (if any) in the grid."""
     if not isinstance(c, Candidate):
         raise InvalidInputError(f"candidates must hold wb.Candidate objects, received {describe(c)}.")
-    return c
+    path = check_onnx_path(c.onnx_model)
+    shapes = c.shapes
+    if shapes is not None:
+        try:
+            shapes = tuple((int(b), None if s is None else int(s)) for b, s in shapes)
+        except (TypeError, ValueError):
+            shapes = ()
+        if not shapes or any(s not in grid for s in shapes):
+            raise InvalidInputError(
+                f"Candidate {c.name!r}: shapes must be None (it runs at every grid shape) or (batch, seq) pairs of "
+                f"the grid {grid}, received {c.shapes!r}. Add the shape to batch_sizes/seq_lens or fix the candidate.")
+    return replace(c, onnx_model=path, shapes=shapes)
 
 
 def _final_round(run: TuneRun, references: Sequence[str]) -> None:
@@ -270,6 +285,9 @@ def _verdict(result: TuneResult, finalists: list[CandidateResult]) -> str:
             text.append(f"{ref.name}: {ref.error}")
         elif any(ref.name in t.versus for t in chosen.timings):
             text.append(f"vs {ref.name}: {_ratio_text(chosen, ref.name)}")
+    if chosen.candidate.io_binding:
+        text.append("measured with IO binding (session.run_with_iobinding, inputs and outputs bound once): run it "
+                    "that way to get this speed; the saved config cannot carry it (\"io_binding\": true in the JSON)")
     err = chosen.max_abs_error
     text.append(f"max abs error {err:.3g} against PyTorch, within tolerance {result.tolerance}" if err is not None
                 else f"within tolerance {result.tolerance}")
@@ -277,10 +295,41 @@ def _verdict(result: TuneResult, finalists: list[CandidateResult]) -> str:
 
 
 def _copy_chosen(candidate: Candidate, out: PathLike | None, folder: Path) -> Path:
+    """Copy the chosen file to ``out`` (default ``<folder>/chosen.onnx``); a file with external data gets
+    its own data file beside the copy, ``<out name>.<token>.data`` (the old copy's data file goes)."""
     target = Path(out) if out is not None else folder / "chosen.onnx"
     if target.suffix != ".onnx":
         raise InvalidInputError(f"out should end in .onnx, received {str(target)!r}.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.resolve() != Path(candidate.onnx_model).resolve():
-        shutil.copyfile(candidate.onnx_model, target)
+    source = Path(candidate.onnx_model)
+    if target.resolve() == source.resolve():
+        return target
+    old = _own_data_files(target)
+    if not external_files(load_model(source, load_external_data=False), source.parent):
+        with atomic_output(target) as tmp:
+            shutil.copyfile(source, tmp)
+    else:
+        model = load_model(source)
+        location = f"{target.name}.{uuid.uuid4().hex[:12]}.data"
+        try:
+            with atomic_output(target) as tmp:
+                onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=location, size_threshold=1024)
+        except BaseException:
+            (target.parent / location).unlink(missing_ok=True)
+            raise
+        old.discard(target.parent / location)
+    for stale in old:
+        stale.unlink(missing_ok=True)
     return target
+
+
+def _own_data_files(target: Path) -> set[Path]:
+    """The data files ``target`` (an earlier copy) uses that a copy to ``target`` wrote: ``<name>.<token>.data``."""
+    try:
+        files = external_files(load_model(target, load_external_data=False), target.parent) if target.is_file() \
+            else set()
+    except Exception:  # noqa: BLE001 - an unreadable old copy: it is replaced, nothing else to tidy
+        return set()
+    return {f for f in files if f.parent == target.parent and f.name.startswith(target.name + ".")
+            and f.suffix == ".data"}

@@ -189,14 +189,14 @@ def fused_variant(model: nn.Module, source: Path, spec: ExportSpec, example: tup
 
 def int8_variant(base: Variant, folder: Path, *, per_channel: bool, matmul_only: bool = False,
                  inputs: Any = None) -> Variant:
-    """Dynamic INT8 of ``base`` (``quantize.quantize_dynamic``; reduce_range chosen for this CPU)."""
+    """Dynamic INT8 of ``base`` (``quantize.quantize_dynamic``; reduce_range chosen for this CPU). The key, the
+    file and the label name the base: the INT8 of a caller's candidate never overwrites the export's."""
     from workbench.core.quantize import quantize_dynamic
 
-    fused = base.key.startswith("fused")
     mode = "per-channel" if per_channel else "per-tensor"
-    key = f"{'fused-' if fused else ''}int8-{mode}{'-matmul' if matmul_only else ''}"
-    label = "int8" + (" per-channel" if per_channel else "") + (" matmul-only" if matmul_only else "") + \
-        (" fused" if fused else "")
+    key = f"{base.key}-int8-{mode}{'-matmul' if matmul_only else ''}"
+    of = {"plain": "", "fused": " fused"}.get(base.key, f" of {base.label}")
+    label = "int8" + (" per-channel" if per_channel else "") + (" matmul-only" if matmul_only else "") + of
     reduce = resolve_reduce_range(None, "qint8")[0]
     recipe = dict(base.recipe, int8=mode, reduce_range="on" if reduce else "off",
                   op_types="MatMul" if matmul_only else "default")

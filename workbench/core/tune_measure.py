@@ -160,33 +160,69 @@ class TuneRun:
                 rel_ci: float = 0.05, stage: str = "", min_rounds: int = 3) -> None:
         """Time ``results``' candidates interleaved with eager (and ``references``) at each shape they cover;
         each result's timings are replaced. ``budget_s`` is shared by the shapes. Screening stages rank by the
-        ratio's value (3 rounds); the final round runs at least 6 (``paired.MIN_CI_ROUNDS``) for intervals."""
+        ratio's value (3 rounds); the final round runs at least 6 (``paired.MIN_CI_ROUNDS``) for intervals.
+        A candidate that raises while timed is marked "failed" (a reference gets ``error``) and the others
+        are timed again without it."""
         shapes = [s for s in self.grid if any(r.candidate.covers(s) for r in results) or references]
-        for i, shape in enumerate(shapes):
+        for shape in shapes:
             if self.cancelled():
                 return
-            share = budget_s / len(shapes)
-            members = [r for r in results if r.candidate.covers(shape)]
-            runners: dict[str, Callable[[], Any]] = {"eager": self.refs["eager"].calls[shape]}
-            for name in references:
-                ref = self.refs.get(name)
-                if ref is not None and shape in ref.calls:
-                    runners[name] = ref.calls[shape]
-            for r in members:
-                runners[r.name] = self.runner(r.candidate, self.inputs[shape])[0]
-            self.say(stage, f"timing {len(members)} candidate(s) at {shape_text(shape)} against "
-                            f"{', '.join(n for n in runners if n not in {r.name for r in members})}")
-            runners = _settled(runners)
-            with torch_context(self.threads):
-                got = measure_interleaved(runners, reference="eager", block=self.block_for(runners), min_rounds=min_rounds,
-                                          max_rounds=40, budget_s=max(share, 0.5), rel_ci=rel_ci, cancel=self.cancel)
+            members = [r for r in results if r.candidate.covers(shape) and r.status != "failed"]
+            refs = [n for n in references if n in self.refs and shape in self.refs[n].calls and not self.refs[n].error]
+            got = self._interleaved(shape, members, refs, budget_s / len(shapes), rel_ci, stage, min_rounds)
+            if got is None:
+                continue
             if got.rounds == 0:
                 return
+            timed = [n for n in got.times if n in self.refs and n != "eager"]
             for r in members:
-                _put(r.timings, _timing(got, r.name, shape, [n for n in runners if n in self.refs and n != "eager"]))
-            for name in runners:
+                if r.name in got.times:
+                    _put(r.timings, _timing(got, r.name, shape, timed))
+            for name in got.times:
                 if name in self.refs:
                     self._reference_timing(name, _timing(got, name, shape, []))
+
+    def _interleaved(self, shape: Shape, members: list[CandidateResult], refs: list[str], budget_s: float,
+                     rel_ci: float, stage: str, min_rounds: int) -> Interleaved | None:
+        """One shape's interleaved measurement; a runner that raises is dropped (``_drop``) and the rest are
+        measured again. None when nothing but eager is left to time."""
+        while True:
+            runners: dict[str, Callable[[], Any]] = {"eager": self.refs["eager"].calls[shape]}
+            runners.update({name: self.refs[name].calls[shape] for name in refs})
+            for r in list(members):
+                try:
+                    runners[r.name] = self.runner(r.candidate, self.inputs[shape])[0]
+                except Exception as exc:  # noqa: BLE001 - the candidate fails, the others are timed
+                    self._drop(r.name, exc, shape, members, refs)
+            if len(runners) == 1:  # eager alone: nothing left to compare with it
+                return None
+            self.say(stage, f"timing {len(members)} candidate(s) at {shape_text(shape)} against "
+                            f"{', '.join(n for n in runners if n not in {r.name for r in members})}")
+            errors: dict[str, Exception] = {}
+            settled = _settled(_guarded(runners, errors))
+            try:
+                with torch_context(self.threads):
+                    return measure_interleaved(settled, reference="eager", block=self.block_for(settled),
+                                               min_rounds=min_rounds, max_rounds=40, budget_s=max(budget_s, 0.5),
+                                               rel_ci=rel_ci, cancel=self.cancel)
+            except Exception:
+                failed = next(iter(errors), None)
+                if failed is None or failed == "eager":
+                    raise
+                self._drop(failed, errors[failed], shape, members, refs)
+
+    def _drop(self, label: str, exc: Exception, shape: Shape, members: list[CandidateResult], refs: list[str]) -> None:
+        """``label`` raised at ``shape``: a candidate is marked "failed" (its timings go), a reference gets ``error``."""
+        why = f"failed while timed at {shape_text(shape)}: {type(exc).__name__}: {brief(str(exc), 300)}"
+        if label in refs:
+            refs.remove(label)
+            self.refs[label].error = why
+            return
+        r = next(r for r in members if r.name == label)
+        members.remove(r)
+        r.status, r.error, r.timings = "failed", why, []
+        self.release(r.candidate)
+        self.record(r)
 
     def _reference_timing(self, name: str, timing: ShapeTiming) -> None:
         _put(self.refs[name].timings, timing)
@@ -203,8 +239,8 @@ SETTLE_S = 0.01
 def _settled(runners: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
     """The runners, each pausing ``SETTLE_S`` before the first call of its block (a call ``measure_interleaved``
     drops): ONNX Runtime's worker threads spin for a while after a run and would slow whatever runs next; the
-    pause lets them park. Rotating the order keeps each runner's predecessor the same in every round, so without
-    it the runner after a spinning session would be slowed in every round."""
+    pause lets them park. ``measure_interleaved`` shuffles the order each round, so no runner always follows
+    the same one; the pause keeps a spinning predecessor from slowing even the blocks it does precede."""
     state: dict[str, str | None] = {"last": None}
 
     def wrap(label: str, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -213,6 +249,21 @@ def _settled(runners: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], An
                 state["last"] = label
                 time.sleep(SETTLE_S)
             return fn()
+
+        return call
+
+    return {label: wrap(label, fn) for label, fn in runners.items()}
+
+
+def _guarded(runners: dict[str, Callable[[], Any]], errors: dict[str, Exception]) -> dict[str, Callable[[], Any]]:
+    """The runners, each noting in ``errors`` the exception it raises (then raising it): who failed."""
+    def wrap(label: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            try:
+                return fn()
+            except Exception as exc:
+                errors.setdefault(label, exc)
+                raise
 
         return call
 

@@ -242,6 +242,8 @@ class TuneResult:
         return {
             "onnx_model": str(self.onnx_model) if self.onnx_model else None,
             "config": self.config.to_dict() if self.config else None,
+            # SessionConfig cannot carry IO binding: the chosen file was timed with run_with_iobinding
+            "io_binding": chosen.candidate.io_binding if chosen else None,
             "verdict": self.verdict, "chosen": chosen.name if chosen else None,
             "chosen_per_shape": [{"batch": s[0], "seq": s[1], "name": c.name if c else None}
                                  for s, c in self.chosen_per_shape.items()],
@@ -253,8 +255,9 @@ class TuneResult:
         }
 
     def save(self, out: PathLike) -> Path:
-        """Write the result as JSON (``{"onnx_model", "config", "verdict", ...}``) that
-        ``SessionConfig.from_json`` reads; returns the path."""
+        """Write the result as JSON (``{"onnx_model", "config", "io_binding", "verdict", ...}``) that
+        ``SessionConfig.from_json`` reads; returns the path. ``io_binding`` true: the chosen candidate was
+        timed through ``session.run_with_iobinding`` (the config alone does not say so)."""
         path = Path(out)
         if path.suffix != ".json":
             raise InvalidInputError(f"out should end in .json, received {str(path)!r}.")

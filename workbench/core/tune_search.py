@@ -143,7 +143,11 @@ class Search:
     def graph_stage(self, extra: Sequence[Candidate]) -> None:
         plain = self.variant(Variant("plain", "fp32", self.source, recipe={"graph": "as exported"}))
         variants = [plain]
-        if self.traits.attention and self.can_go("graph", self.stage_budget(5)):
+        if self.traits.attention and self.stage_budget(5) < MIN_STAGE_S and not self.run.cancelled():
+            self.stopped = "budget"
+            self.run.notes.append(f"the attention-fused graph was skipped: the budget was spent "
+                                  f"({self.run.time_left():.0f} s left)")  # the export is still timed, below
+        elif self.traits.attention and not self.run.cancelled():
             self.run.say("graph", "building the attention-fused graph")
             example = self.run.inputs[self.run.grid[0]]
             variants.append(self.variant(fused_variant(self.run.case.model, self.source, self.spec, example,

@@ -31,7 +31,7 @@ class TensorOutputs(nn.Module):
         super().__init__()
         self.model = model
         self.call_kwargs = dict(call_kwargs)
-        self.train(model.training)
+        self.training = model.training  # the wrapper's own flag: train() would reset every submodule's mode
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None,
                 x3: torch.Tensor | None = None, x4: torch.Tensor | None = None,

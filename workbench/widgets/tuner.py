@@ -36,8 +36,11 @@ LIVE_REDRAW_S = 0.5
 
 def usable_candidates(result: TuneResult) -> list[CandidateResult]:
     """The candidates one may put to use: those that passed the accuracy gate and were timed (chosen,
-    passed, or pruned by the search after passing it), the chosen one first, then the fastest."""
-    usable = [c for c in result.candidates if c.status in PASSED and c.timings and math.isfinite(c.latency_ms)]
+    passed, or pruned by the search after passing it), the chosen one first, then the fastest. A
+    candidate fixed to one shape (``candidate.shapes``, a static-shape file) is left out: the dashboard
+    runs the config at every shape."""
+    usable = [c for c in result.candidates if c.status in PASSED and c.timings and math.isfinite(c.latency_ms)
+              and c.candidate.shapes is None]
     return sorted(usable, key=lambda c: (c is not result.chosen, c.latency_ms))
 
 

@@ -56,10 +56,11 @@ class PublicCase:
     def build(self) -> ModelCase:
         """The model (eval mode, seed 0), its example inputs and the spec a user would write."""
         transformers = _transformers()
-        torch.manual_seed(0)
-        config = getattr(transformers, self.config_class)(**self.config)
-        model = getattr(transformers, self.model_class)(config).eval()
-        inputs, names, axes = _inputs(self.kind, config)
+        with torch.random.fork_rng():  # seed 0 for the weights and inputs, the caller's RNG left as it was
+            torch.manual_seed(0)
+            config = getattr(transformers, self.config_class)(**self.config)
+            model = getattr(transformers, self.model_class)(config).eval()
+            inputs, names, axes = _inputs(self.kind, config)
         spec = ExportSpec(input_names=names, output_names=self.output_names, dynamic_axes=axes, opset=18)
         return ModelCase(f"public/{self.name}", model, inputs, spec, description=self.description)
 

@@ -1,7 +1,7 @@
 """The FastAPI app of ``wb.serve``: ``POST /v1/predict``, ``GET /v1/health``, ``/v1/metadata``, ``/metrics``.
 
 Status codes: 200 with the outputs; 422 for a request that does not fit the model (the body lists what was
-expected and what was received); 413 for a body over ``max_body_mb``; 415 for a content type other than JSON
+expected and what was received); 413 for a body over 64 MB (``ServeState.max_body_mb``); 415 for a content type other than JSON
 or npz; 503 with ``Retry-After`` when the queue is full or the server is stopping; 500 naming the error when
 the model fails on the request's batch (the server keeps serving). Never a 200 with an error inside.
 Large bodies are decoded and encoded on a thread, so the event loop keeps answering ``/v1/health``.
@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import functools
 import json
-import time
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from workbench.core.serve._deps import require
@@ -39,7 +39,6 @@ class ServeState:
     output_names: list[str]
     metadata: dict[str, Any]
     max_body_mb: float = 64.0
-    started: float = field(default_factory=time.time)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -136,12 +135,20 @@ async def _predict(state: ServeState, request: Any) -> tuple[int, Any]:
     except QueueFull as exc:
         return 503, _json(503, {"error": "server busy", "detail": str(exc)}, headers={"Retry-After": "1"})
     except BatchFailed as exc:
-        return 500, _json(500, {"error": "model failed", "detail": exc.reason})
+        return 500, _json(500, {"error": exc.error, "detail": exc.reason})
     except _ClientGone:
         return 499, _json(499, {"error": "client went away"})
     except Exception as exc:  # noqa: BLE001 - anything else is still a 500 naming the error, never a crash
         return 500, _json(500, {"error": "server error", "detail": brief(exc)})
-    if checked.single:
+    try:
+        return 200, await _encode(state, kind, checked.single, outputs, info)
+    except Exception as exc:  # noqa: BLE001 - the same: a 500 naming the error
+        return 500, _json(500, {"error": "server error", "detail": brief(exc)})
+
+
+async def _encode(state: ServeState, kind: str, single: bool, outputs: list[Any], info: Any) -> Any:
+    """The 200 response: the outputs (without the batch axis for a single example) as npz or JSON."""
+    if single:
         outputs = [o[0] for o in outputs]
     meta = {"model": state.metadata.get("model"), "batch_size": info.batch_size,
             "queue_ms": round(info.queue_ms, 3), "compute_ms": round(info.compute_ms, 3)}
@@ -149,10 +156,11 @@ async def _predict(state: ServeState, request: Any) -> tuple[int, Any]:
     if kind == NPZ:
         data = await _off_loop(sum(o.nbytes for o in outputs), encode_npz, state.output_names, outputs)
         headers = {"X-Batch-Size": str(info.batch_size), "X-Queue-Ms": f"{info.queue_ms:.3f}",
-                   "X-Compute-Ms": f"{info.compute_ms:.3f}", "X-Model": str(meta["model"])}
-        return 200, responses.Response(data, media_type=NPZ, headers=headers)
+                   "X-Compute-Ms": f"{info.compute_ms:.3f}",
+                   "X-Model": urllib.parse.quote(str(meta["model"]), safe="")}  # headers are Latin-1: quoted
+        return responses.Response(data, media_type=NPZ, headers=headers)
     data = await _off_loop(sum(o.nbytes for o in outputs) * 4, encode_json, state.output_names, outputs, meta)
-    return 200, responses.Response(data, media_type="application/json")
+    return responses.Response(data, media_type="application/json")
 
 
 class _ClientGone(Exception):
@@ -180,5 +188,8 @@ async def _answer_or_drop(state: ServeState, request: Any, checked: Any) -> Any:
 
 
 def _drop_if_gone(future: asyncio.Future, watch: asyncio.Future) -> None:
-    if not watch.cancelled() and not future.done():
+    """The watcher returned: the client went away. A watcher cancelled or ended by an error is no disconnect."""
+    if watch.cancelled() or watch.exception() is not None:
+        return
+    if not future.done():
         future.cancel()

@@ -23,7 +23,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError, brief
 
-__all__ = ["BatchFailed", "BatchInfo", "MicroBatcher", "QueueFull"]
+__all__ = ["BatchFailed", "BatchInfo", "MicroBatcher", "OutputNotBatched", "QueueFull"]
 
 RunFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
@@ -32,12 +32,20 @@ class QueueFull(WorkbenchError):
     """The queue holds ``max_queue`` requests (or the server is stopping): answer 503 and retry later."""
 
 
-class BatchFailed(WorkbenchError):
-    """The model run of a batch raised; ``reason`` is the error in one line."""
+class OutputNotBatched(WorkbenchError):
+    """An output's first axis does not hold the request's rows: a problem of the model or the server's
+    configuration, not of the request."""
 
-    def __init__(self, reason: str, rows: int) -> None:
+
+class BatchFailed(WorkbenchError):
+    """The model run of a batch raised, or its outputs could not be split back; ``reason`` is the error in one
+    line, ``error`` the kind (the 500's ``error`` field)."""
+
+    def __init__(self, reason: str, rows: int, *, split: bool = False) -> None:
         self.reason = reason
-        super().__init__(f"The model failed on a batch of {rows} rows: {reason}")
+        self.error = "model output has no batch axis (a model/configuration problem)" if split else "model failed"
+        what = "The outputs could not be split back" if split else "The model failed"
+        super().__init__(f"{what} on a batch of {rows} rows: {reason}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class MicroBatcher:
     def __init__(self, run: RunFn, *, max_batch: int = 16, max_wait_ms: float = 5.0, max_queue: int = 256,
                  workers: int = 1, batched: bool = True, metrics: Any = None) -> None:
         self._run_fn = run
+        self.batched = batched
         self.max_batch = max_batch if batched else 1
         self.max_wait_s = max_wait_ms / 1e3
         self.max_queue = max_queue
@@ -91,11 +100,6 @@ class MicroBatcher:
         """Start the scheduling task on the running event loop."""
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def submit(self, feed: dict[str, np.ndarray], rows: int,
-                     signature: Hashable) -> tuple[list[np.ndarray], BatchInfo]:
-        """Queue one request and wait for its outputs; raises ``QueueFull`` or ``BatchFailed``."""
-        return await self.enqueue(feed, rows, signature)
 
     def enqueue(self, feed: dict[str, np.ndarray], rows: int, signature: Hashable) -> asyncio.Future:
         """Queue one request (on the event loop); the future gets ``(outputs, BatchInfo)`` or ``BatchFailed``.
@@ -210,9 +214,9 @@ class MicroBatcher:
         rows = sum(item.rows for item in items)
         try:
             outputs, seconds = await asyncio.get_running_loop().run_in_executor(self._executor, self._work, items)
-            parts = _split(outputs, [item.rows for item in items])
+            parts = _split(outputs, [item.rows for item in items], self.batched)
         except Exception as exc:  # the model failed: fail these requests, keep serving
-            failure = BatchFailed(brief(exc), rows)
+            failure = BatchFailed(brief(exc), rows, split=isinstance(exc, OutputNotBatched))
             for item in items:
                 if not item.future.done():
                     item.future.set_exception(failure)
@@ -232,15 +236,21 @@ class MicroBatcher:
                 item.future.set_result((part, info))
 
 
-def _split(outputs: list[np.ndarray], rows: list[int]) -> list[list[np.ndarray]]:
-    """Each caller's rows of every output, in order; an output without the batch axis is refused."""
-    if len(rows) == 1:
+def _split(outputs: list[np.ndarray], rows: list[int], batched: bool = True) -> list[list[np.ndarray]]:
+    """Each caller's rows of every output, in order. Not ``batched`` (one request per run, no batch axis): the
+    outputs whole. Batched, every output's first axis must hold the rows, also for one request (whose answer
+    may drop that axis), else ``OutputNotBatched``."""
+    if not batched:
         return [list(outputs)]
     total = sum(rows)
     for i, out in enumerate(outputs):
         if np.ndim(out) == 0 or out.shape[0] != total:
-            raise WorkbenchError(
+            raise OutputNotBatched(
                 f"Output {i} has shape {list(np.shape(out))}, but the batch held {total} rows: its first axis is not "
-                "the batch axis, so a batch cannot be split back. Serve this model with max_batch=1.")
+                "the batch axis, so the rows cannot be split back to the requests. This is a problem of the model "
+                "or the server's configuration, not of the request: export the model with the batch axis first on "
+                "every output, or with a fixed batch size (then each request runs alone).")
+    if len(rows) == 1:
+        return [list(outputs)]
     bounds = np.cumsum([0] + rows)
     return [[out[bounds[k]:bounds[k + 1]] for out in outputs] for k in range(len(rows))]

@@ -52,7 +52,7 @@ def decode_json(body: bytes) -> dict[str, Any]:
     """``{"inputs": {...}}`` -> the inputs mapping; a malformed body raises ``RequestInvalid``."""
     try:
         data = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep (b"[" * 100000)
         raise _bad("not valid JSON", '{"inputs": {"<name>": [...]}}', f"{len(body)} bytes ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from workbench.core.serve._deps import require
-from workbench.core.serve.batcher import BatchFailed, BatchInfo, _split
+from workbench.core.serve.batcher import BatchFailed, BatchInfo, OutputNotBatched, _split
 from workbench.errors import WorkbenchError, brief
 
 __all__ = ["start_ray"]
@@ -69,21 +69,22 @@ def _stack_and_run(run: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[list[n
     return run(feed), time.perf_counter() - start
 
 
-async def run_groups(run: Any, items: list[tuple[Any, ...]], metrics: Any) -> list[Any]:
-    """One ``@serve.batch`` call: the items grouped by signature, each group run once on a thread and split."""
+async def run_groups(run: Any, items: list[tuple[Any, ...]], metrics: Any, batched: bool = True) -> list[Any]:
+    """One ``@serve.batch`` call: the items grouped by signature, each group run once on a thread and split.
+    Not ``batched`` (a fixed batch size, or an output without a batch axis): each item runs alone."""
     results: list[Any] = [None] * len(items)
     groups: dict[Any, list[int]] = {}
     for k, item in enumerate(items):
-        groups.setdefault(item[2], []).append(k)
+        groups.setdefault(item[2] if batched else k, []).append(k)
     for index in groups.values():
         rows = [items[k][1] for k in index]
         dispatched = time.perf_counter()
         try:
             outputs, seconds = await asyncio.to_thread(_stack_and_run, run, [items[k][0] for k in index])
-            parts = _split(outputs, rows)
+            parts = _split(outputs, rows, batched)
         except Exception as exc:  # the model failed on this group: fail its requests only
             for k in index:
-                results[k] = BatchFailed(brief(exc), sum(rows))
+                results[k] = BatchFailed(brief(exc), sum(rows), split=isinstance(exc, OutputNotBatched))
             continue
         metrics.batch_size.observe(sum(rows))
         metrics.compute_seconds.observe(seconds)
@@ -114,6 +115,7 @@ def _deployment(serve: Any, fastapi: Any, name: str, settings: dict[str, Any]) -
 
             def factory(run: Any, validator: Any, metrics: Any) -> _RayBatcher:
                 self._run = run
+                self._batched = bool(validator.batched)  # False: each request runs alone
                 return _RayBatcher(self._batch, metrics)
 
             self.state = build_state(model, config, max_batch=max_batch, max_wait_ms=settings["max_wait_ms"],
@@ -126,7 +128,7 @@ def _deployment(serve: Any, fastapi: Any, name: str, settings: dict[str, Any]) -
         @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=settings["max_wait_ms"] / 1e3,
                      batch_size_fn=lambda items: sum(item[1] for item in items))
         async def _batch(self, items: list[tuple[Any, ...]]) -> list[Any]:
-            return await run_groups(self._run, items, self.state.metrics)
+            return await run_groups(self._run, items, self.state.metrics, self._batched)
 
         async def predict(self, request: Any) -> Any:
             return await predict_response(self.state, request)

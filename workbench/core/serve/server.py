@@ -116,12 +116,16 @@ class _UvicornThread:
             self.error = exc
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start the thread and wait until uvicorn listens; if it does not, stop it, close the socket and raise."""
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 self.server.should_exit = True
-                reason = brief(self.error) if self.error else "it did not start in time"
+                self.thread.join(10)
+                self.sock.close()
+                reason = (brief(self.error) if self.error else "uvicorn stopped while starting (its log says why)"
+                          if not self.thread.is_alive() else f"it did not start in {timeout:g} s")
                 raise WorkbenchError(f"The server did not start: {reason}.")
             time.sleep(0.01)
 
@@ -129,7 +133,8 @@ class _UvicornThread:
         return self.thread.is_alive() and not self.server.should_exit
 
     def stop(self, timeout: float) -> None:
-        if not self.thread.is_alive():
+        if not self.thread.is_alive():  # already ended (or died): the socket is still ours to close
+            self.sock.close()
             return
         self.server.config.timeout_graceful_shutdown = max(1, int(timeout))
         self.server.should_exit = True
@@ -188,13 +193,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _check_settings(max_batch: Any, max_wait_ms: Any, max_queue: Any, workers: Any, replicas: Any, engine: Any) -> None:
+def _check_settings(max_batch: Any, max_wait_ms: Any, max_queue: Any, workers: Any, replicas: Any, engine: Any,
+                    port: Any) -> None:
     counts = (("max_batch", max_batch), ("max_queue", max_queue), ("workers", workers), ("replicas", replicas))
     for name, value in counts:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(f"{name} must be an int >= 1, received {value!r}.")
     if not isinstance(max_wait_ms, (int, float)) or isinstance(max_wait_ms, bool) or not 0 <= max_wait_ms <= 10_000:
         raise InvalidInputError(f"max_wait_ms must be a number of ms in [0, 10000], received {max_wait_ms!r}.")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise InvalidInputError(f"port must be an int in [0, 65535] (0: a free port), received {port!r}.")
     if engine not in ("local", "ray"):
         raise InvalidInputError(f"engine must be 'local' or 'ray', received {engine!r}.")
 
@@ -212,7 +220,7 @@ def serve(onnx_model: Any, *, config: Any = None, host: str = "127.0.0.1", port:
     (``{"seq": (1, 512)}``). ``pad`` is not supported yet (requests of other shapes go to separate batches).
     ``engine="ray"`` deploys on Ray Serve with ``replicas`` replicas (``pip install onnx-workbench[ray]``).
     """
-    _check_settings(max_batch, max_wait_ms, max_queue, workers, replicas, engine)
+    _check_settings(max_batch, max_wait_ms, max_queue, workers, replicas, engine, port)
     if pad:
         raise InvalidInputError("pad=True is not supported: requests whose shapes differ past the batch axis run "
                                 "in separate batches. Pass pad=False (the default).")
@@ -237,7 +245,11 @@ def run_app(app: Any, *, host: str = "127.0.0.1", port: int = 0, onnx_model: Any
     way ``serve`` runs its own; returns the ``Server``."""
     _freeze_gc()
     sock = _bind(host, port)
-    runner = _UvicornThread(app, sock)
+    try:
+        runner = _UvicornThread(app, sock)
+    except BaseException:
+        sock.close()
+        raise
     runner.start()
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -57,7 +57,11 @@ def build_state(onnx_model: Any, config: SessionConfig, *, max_batch: int, max_w
     metrics = ServerMetrics()
     name = Path(onnx_model).stem if isinstance(onnx_model, (str, Path)) else "model"
     runner = InstrumentedSession(session, registry=metrics.registry, name=name)
-    validator = InputValidator(specs_of(session), dim_limits=dim_limits, max_rows=max_batch)
+    # An output whose first dim is fixed (or a scalar) has no batch axis: its rows cannot be split back, so such
+    # a model is served one request per run, as a fixed-batch model is.
+    outputs_batched = all(len(o.shape) >= 1 and not isinstance(o.shape[0], int) for o in session.get_outputs())
+    validator = InputValidator(specs_of(session), dim_limits=dim_limits, max_rows=max_batch,
+                               outputs_batched=outputs_batched)
 
     def run(feed: dict[str, Any]) -> list[Any]:
         return runner.run(None, feed)

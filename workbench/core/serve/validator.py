@@ -3,8 +3,9 @@
 Names, dtypes, ranks and fixed dims come from the model; dynamic dims are checked against limits the
 user sets (``dim_limits``), and a symbol shared by several inputs (``seq`` in ``input_ids`` and
 ``attention_mask``) must have one size. Every problem is collected, so a 422 lists them all, each with
-what was expected and what was received. Axis 0 is the batch axis when it is dynamic on every input;
-a request may then send one example (rank one less, no batch axis) or a batch of rows.
+what was expected and what was received. Axis 0 is the batch axis when it is dynamic on every input (and, as
+``build_state`` tells it, on every output); every input must then hold the same number of rows there, and a
+request may send one example (rank one less, no batch axis) or a batch of rows.
 
 JSON has no dtypes: a JSON number list is accepted for a float input (ints too), an int input takes
 whole numbers only (range checked) and a bool input takes true/false. The binary form (npz) must carry
@@ -75,13 +76,15 @@ class InputValidator:
     """Checks requests against ``inputs`` (see the module docstring). ``max_rows`` caps the batch axis."""
 
     def __init__(self, inputs: Sequence[InputSpec], *, dim_limits: DimLimits | None = None,
-                 max_rows: int | None = None) -> None:
+                 max_rows: int | None = None, outputs_batched: bool = True) -> None:
+        """``outputs_batched=False`` (an output without a batch axis) turns batching off, as a fixed batch does."""
         if not inputs:
             raise InvalidInputError("The model has no inputs to validate; a server needs at least one.")
         self.inputs = list(inputs)
         self.dim_limits = _check_limits(dim_limits or {})
         self.max_rows = max_rows
-        self.batched = all(len(s.dims) >= 1 and not isinstance(s.dims[0], int) for s in self.inputs)
+        self.batched = outputs_batched and all(len(s.dims) >= 1 and not isinstance(s.dims[0], int)
+                                               for s in self.inputs)
 
     @classmethod
     def from_model(cls, onnx_model: Any, *, config: Any = None, dim_limits: DimLimits | None = None,
@@ -133,6 +136,8 @@ class InputValidator:
         sizes: dict[str, tuple[int, str]] = {}
         for spec in self.inputs:
             _check_dims(spec, arrays[spec.name], self.dim_limits, sizes, problems)
+        if self.batched:
+            _check_batch_axis(arrays, problems)
         rows = int(next(iter(arrays.values())).shape[0]) if self.batched else 1
         if self.batched and self.max_rows is not None and rows > self.max_rows:
             problems.append(_problem("inputs", "too many rows in one request", f"at most {self.max_rows} rows "
@@ -151,6 +156,15 @@ def specs_of(session: Any) -> list[InputSpec]:
 
 def _problem(name: str, problem: str, expected: str, received: str) -> dict[str, str]:
     return {"input": name, "problem": problem, "expected": expected, "received": received}
+
+
+def _check_batch_axis(arrays: dict[str, np.ndarray], problems: list[dict[str, str]]) -> None:
+    """Batched: axis 0 holds the rows, so every input must have the same size there (whatever its dim's name)."""
+    firsts = {n: int(a.shape[0]) for n, a in arrays.items() if a.ndim >= 1}
+    if len(set(firsts.values())) > 1:
+        problems.append(_problem("inputs", "batch axis differs between inputs",
+                                 "the same number of rows on axis 0 of every input",
+                                 ", ".join(f"{n} {list(arrays[n].shape)}" for n in firsts)))
 
 
 def _check_limits(limits: DimLimits) -> dict[str, tuple[int, int]]:
