@@ -15,9 +15,14 @@ from _browser_lab import CHROMIUM, CHROMIUM_ARGS, NOTEBOOK, LabServer, start_lab
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.browser)
+    """Mark the browser tests, and run them last: Playwright's sync API keeps an asyncio event loop running
+    in the main thread until its session fixture ends, so any later test calling ``asyncio.run()`` would fail
+    with "cannot be called from a running event loop"."""
+    browser = [item for item in items if "tests/browser/" in str(item.fspath).replace("\\", "/")]
+    for item in browser:
+        item.add_marker(pytest.mark.browser)
+    chosen = set(map(id, browser))
+    items[:] = [item for item in items if id(item) not in chosen] + browser
 
 
 @pytest.hookimpl(hookwrapper=True)
