@@ -266,6 +266,14 @@ def _safely(fn: Callable[..., None], value: Any, on_error: Callable[[BaseExcepti
             traceback.print_exc()
 
 
+def cancel_worker(worker: Any, cancel_button: widgets.Button, progress_label: widgets.HTML) -> None:
+    """Ask a running worker to stop before its next step: grey out Cancel and say so on the progress line."""
+    if worker.running:
+        worker.cancel()
+        cancel_button.disabled = True
+        progress_label.value += " \u2014 cancelling\u2026"
+
+
 class Panel(widgets.VBox):
     """A VBox with a ``status`` line and the panel's ``state`` and last ``error`` as traits."""
 

@@ -47,6 +47,15 @@ def checked_size(value: int | None, what: str) -> int | None:
     return value
 
 
+def read_grid_field(panel: Any, field: Any) -> None:
+    """Set ``panel.batch_sizes`` (from ``panel.batch_field``) or ``panel.seq_lens`` (from ``panel.seq_field``)
+    from the grid field that was edited; ``InvalidInputError`` when it does not parse."""
+    if field is panel.batch_field:
+        panel.batch_sizes = parse_sizes(field.value, "batch sizes")
+    else:
+        panel.seq_lens = parse_sizes(field.value, "seq lengths", allow_none=True)
+
+
 def parse_sizes(value: str | Sequence[int | None], what: str, *, allow_none: bool = False) -> list[int | None]:
     """A grid of sizes from text (``"1, 2, 4"``; ``"none"`` where ``allow_none``) or a sequence,
     without repeats; ``InvalidInputError`` for anything else."""

@@ -21,9 +21,9 @@ from workbench.core.sweep import CELL_BUDGET_S, SWEEP_RUNS, SweepResult, sweep
 from workbench.core.sweep_results import UNCLEAR, ci_text
 from workbench.errors import InvalidInputError
 from workbench.viz import latency_figure, speedup_figure
-from workbench.widgets._base import Panel, Worker, clipped_html
+from workbench.widgets._base import Panel, Worker, cancel_worker, clipped_html
 from workbench.widgets._figures import FigureSlot, ResizeNudge
-from workbench.widgets._traits import OnnxFile, checked_sizes, format_sizes, parse_sizes
+from workbench.widgets._traits import OnnxFile, checked_sizes, format_sizes, parse_sizes, read_grid_field
 
 #: Seconds between live redraws of the plots while a sweep runs.
 LIVE_REDRAW_S = 0.75
@@ -172,10 +172,7 @@ class LatencySweep(Panel):
         """A field was edited (Enter or leaving it; ``continuous_update=False``, so not on every
         keystroke): its trait follows, or the status says what is wrong. Only that field is read."""
         try:
-            if change["owner"] is self.batch_field:
-                self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
-            else:
-                self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
+            read_grid_field(self, change["owner"])
         except InvalidInputError as exc:
             self._fail(exc, title="Cannot read the grid")
         else:
@@ -184,8 +181,8 @@ class LatencySweep(Panel):
 
     def _read_grid_fields(self) -> None:
         """Set ``batch_sizes`` and ``seq_lens`` from the text fields (``InvalidInputError`` if unreadable)."""
-        self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
-        self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
+        read_grid_field(self, self.batch_field)
+        read_grid_field(self, self.seq_field)
 
     @traitlets.observe("extra_config")
     def _offer_the_toggles_config(self, change: dict[str, Any]) -> None:
@@ -251,10 +248,7 @@ class LatencySweep(Panel):
     def cancel(self) -> None:
         """Stop the sweep before its next block of calls; the complete cells so far are kept
         (``result.cancelled``)."""
-        if self._worker.running:
-            self._worker.cancel()
-            self.cancel_button.disabled = True
-            self.progress_label.value += " \u2014 cancelling\u2026"
+        cancel_worker(self._worker, self.cancel_button, self.progress_label)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the running sweep and its display are done (for scripts and tests)."""

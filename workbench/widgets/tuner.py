@@ -24,9 +24,9 @@ from workbench.core.tune_results import CandidateResult, TuneResult
 from workbench.errors import InvalidInputError
 from workbench.viz._common import empty_figure
 from workbench.viz.tune import PASSED, pareto_figure, tune_speedups_figure
-from workbench.widgets._base import Panel, Worker, shows_errors
+from workbench.widgets._base import Panel, Worker, cancel_worker, shows_errors
 from workbench.widgets._figures import FigureSlot, ResizeNudge
-from workbench.widgets._traits import OnnxFile, checked_sizes, checked_tolerance, format_sizes, parse_sizes
+from workbench.widgets._traits import OnnxFile, checked_sizes, checked_tolerance, format_sizes, parse_sizes, read_grid_field
 from workbench.widgets._tune_table import candidates_table_html, verdict_html
 from workbench.widgets.sweep import default_seq_lens
 
@@ -188,10 +188,7 @@ class Tuner(Panel):
 
     def _follow_the_fields(self, change: dict[str, Any]) -> None:
         try:
-            if change["owner"] is self.batch_field:
-                self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
-            else:
-                self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
+            read_grid_field(self, change["owner"])
         except InvalidInputError as exc:
             self._fail(exc, title="Cannot read the grid")
 
@@ -220,8 +217,8 @@ class Tuner(Panel):
             return
         if not self.onnx_model:
             raise InvalidInputError("There is no ONNX model to tune yet: export one first (or set onnx_model).")
-        self.batch_sizes = parse_sizes(self.batch_field.value, "batch sizes")
-        self.seq_lens = parse_sizes(self.seq_field.value, "seq lengths", allow_none=True)
+        read_grid_field(self, self.batch_field)
+        read_grid_field(self, self.seq_field)
         options: dict[str, Any] = dict(batch_sizes=list(self.batch_sizes), seq_lens=list(self.seq_lens),
                                        tolerance=self.tolerance, budget_s=float(self.budget_s),
                                        work_dir=self._work_dir, **self._inputs_from)
@@ -256,10 +253,7 @@ class Tuner(Panel):
 
     def cancel(self) -> None:
         """Stop the tune before its next candidate; what was measured is kept (``result.cancelled``)."""
-        if self._worker.running:
-            self._worker.cancel()
-            self.cancel_button.disabled = True
-            self.progress_label.value += " \u2014 cancelling\u2026"
+        cancel_worker(self._worker, self.cancel_button, self.progress_label)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the running tune and its display are done (for scripts and tests)."""
